@@ -1,0 +1,3 @@
+//! The `coffer` binary's library half: server composition root and operator CLI.
+
+pub mod config;

@@ -1,0 +1,1 @@
+//! Integration-test crate; the suites live under tests/.
