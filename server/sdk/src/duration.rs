@@ -85,11 +85,7 @@ mod tests {
             ("0", 0.0),
         ];
         for (text, secs) in cases {
-            assert_eq!(
-                parse_duration(text).unwrap().as_secs_f64(),
-                secs,
-                "{text}"
-            );
+            assert_eq!(parse_duration(text).unwrap().as_secs_f64(), secs, "{text}");
         }
     }
 

@@ -1,7 +1,21 @@
 //! The plugin boundary: everything a secret engine or auth method may depend on.
 //!
-//! A plugin crate depends on this crate alone. It sees requests, answers responses, and
-//! reads and writes through a storage view already scoped to its mount (plaintext above
-//! the barrier); it cannot reach the barrier, the token store, or another mount's data.
+//! A plugin crate depends on this crate alone. It sees requests ([`Request`]), answers
+//! [`Response`]s, and reads and writes through a [`Storage`] view already scoped to its
+//! mount (plaintext above the barrier); it cannot reach the barrier, the token store, or
+//! another mount's data. Errors are one enum, [`SdkError`], which knows its HTTP status.
 
+pub mod backend;
 pub mod duration;
+pub mod error;
+pub mod fields;
+pub mod path;
+pub mod request;
+pub mod response;
+pub mod storage;
+
+pub use backend::{Backend, BackendConfig, BackendKind, Factory, SpecialPaths};
+pub use error::SdkError;
+pub use request::{Caller, MountTtl, Operation, Request};
+pub use response::{LoginAuth, RawBody, Response, SecretLease};
+pub use storage::{Storage, StorageExt, StorageOp};
