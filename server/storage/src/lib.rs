@@ -8,6 +8,9 @@
 
 use std::sync::Arc;
 
+pub mod kv;
+pub mod wal;
+
 use serde::{Deserialize, Serialize};
 
 /// One storage mutation. A request's writes commit together as one atomic batch.
