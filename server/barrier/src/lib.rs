@@ -1,7 +1,15 @@
 //! The barrier: the cryptographic seal between Coffer's logic and its storage.
 //!
 //! Everything written below this crate is ciphertext, except the seal configuration.
+//! `cipher` is the byte format, `keyring` the key hierarchy's keys, `shamir` the
+//! unseal-key splitting, `unseal` share collection, and `barrier` ties them to the
+//! replicated store.
 
+pub mod barrier;
 pub mod cipher;
 pub mod keyring;
 pub mod shamir;
+pub mod unseal;
+
+#[cfg(test)]
+mod tests;
