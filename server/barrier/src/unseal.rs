@@ -81,7 +81,7 @@ impl ShareCollector {
         if self
             .shares
             .iter()
-            .any(|s| ring::constant_time::verify_slices_are_equal(s, &share).is_ok())
+            .any(|s| bool::from(subtle::ConstantTimeEq::ct_eq(s.as_slice(), share.as_slice())))
         {
             return Ok(None);
         }

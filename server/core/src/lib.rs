@@ -1,1 +1,257 @@
-//! placeholder
+//! The core: request handling above the barrier.
+//!
+//! It owns the seal state (init, unseal progress, rekey, generate-root), and, while
+//! unsealed, the token store, policy store, mount table and router. It knows nothing of
+//! HTTP, sled or openraft: it sees the barrier, the policies crate, the sdk, and a small
+//! [`Cluster`] trait for leadership facts.
+
+pub mod handling;
+pub mod seal;
+pub mod store;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_barrier::barrier::{Barrier, BarrierError};
+use coffer_sdk::SdkError;
+use coffer_storage::StorageError;
+use tokio::sync::Mutex as AsyncMutex;
+
+pub use handling::{LogicalRequest, LogicalResponse};
+pub use seal::{HealthStatus, InitRequest, InitResponse, LeaderStatus, SealStatus};
+
+/// The version reported to clients (they branch on it; see COMPAT.md).
+pub const VAULT_VERSION: &str = "1.16.3";
+
+/// Leadership and replication facts the core needs, implemented over Raft by the
+/// composition root.
+pub trait Cluster: Send + Sync {
+    /// Whether this node is the active (leader) node.
+    fn is_leader(&self) -> bool;
+    /// The leader's API address, if known.
+    fn leader_api_addr(&self) -> Option<String>;
+    /// The leader's cluster address, if known.
+    fn leader_cluster_addr(&self) -> Option<String>;
+    /// Raft committed index.
+    fn committed_index(&self) -> u64;
+    /// Raft applied index on this node.
+    fn applied_index(&self) -> u64;
+    /// The storage type name for `sys/seal-status` (`raft` or `inmem`).
+    fn storage_type(&self) -> String;
+}
+
+/// Errors of the core, mapped to HTTP status in one place ([`CoreError::status`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Sealed: 503.
+    #[error("Vault is sealed")]
+    Sealed,
+    /// Not initialized: 400 for operations, 501 in health.
+    #[error("Vault is not initialized")]
+    NotInitialized,
+    /// Bad input: 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing/invalid token or not allowed: 403.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// Unknown path: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// Standby that cannot serve this: 503/307 decided by the HTTP layer.
+    #[error("node is not the active node")]
+    Standby { leader: Option<String> },
+    /// A backend's error, with its own status.
+    #[error(transparent)]
+    Backend(#[from] SdkError),
+    /// Storage unavailable: 503; other storage failures: 500.
+    #[error("{0}")]
+    Storage(StorageError),
+    /// Anything else: 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            CoreError::Sealed => 503,
+            CoreError::NotInitialized | CoreError::BadRequest(_) => 400,
+            CoreError::PermissionDenied => 403,
+            CoreError::NotFound(_) => 404,
+            CoreError::Standby { .. } => 503,
+            CoreError::Backend(e) => e.status(),
+            CoreError::Storage(StorageError::Unavailable(_) | StorageError::Timeout) => 503,
+            CoreError::Storage(_) | CoreError::Internal(_) => 500,
+        }
+    }
+
+    /// The `errors` array.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            CoreError::Backend(e) => e.messages(),
+            CoreError::NotFound(m) if m.is_empty() => Vec::new(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+impl From<BarrierError> for CoreError {
+    fn from(err: BarrierError) -> Self {
+        match err {
+            BarrierError::Sealed => CoreError::Sealed,
+            BarrierError::NotInitialized => CoreError::NotInitialized,
+            BarrierError::AlreadyInitialized => {
+                CoreError::BadRequest("Vault is already initialized".into())
+            }
+            BarrierError::Invalid(m) => CoreError::BadRequest(m),
+            BarrierError::WrongKey => CoreError::BadRequest(err.to_string()),
+            BarrierError::Storage(StorageError::NotLeader { leader }) => {
+                CoreError::Standby { leader }
+            }
+            BarrierError::Storage(e) => CoreError::Storage(e),
+            BarrierError::Crypto(m) => CoreError::Internal(m),
+        }
+    }
+}
+
+/// Static configuration of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// System default lease TTL.
+    pub default_lease_ttl: Duration,
+    /// System max lease TTL.
+    pub max_lease_ttl: Duration,
+    /// Cluster name reported in status.
+    pub cluster_name: String,
+    /// This node's advertised API address.
+    pub api_addr: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            default_lease_ttl: Duration::from_secs(32 * 24 * 3600),
+            max_lease_ttl: Duration::from_secs(32 * 24 * 3600),
+            cluster_name: "coffer-cluster".into(),
+            api_addr: String::new(),
+        }
+    }
+}
+
+/// State that exists only while unsealed.
+pub struct Unsealed {
+    /// Logical storage.
+    pub store: Arc<store::LogicalStore>,
+    /// Tokens.
+    pub tokens: Arc<token::TokenStore>,
+}
+
+/// The core.
+pub struct Core {
+    barrier: Arc<Barrier>,
+    cluster: Arc<dyn Cluster>,
+    config: CoreConfig,
+    seal: seal::SealState,
+    unsealed: std::sync::RwLock<Option<Arc<Unsealed>>>,
+    /// Serialises unseal/seal transitions.
+    transition: AsyncMutex<()>,
+}
+
+impl Core {
+    /// A sealed core over a barrier.
+    pub fn new(barrier: Arc<Barrier>, cluster: Arc<dyn Cluster>, config: CoreConfig) -> Arc<Core> {
+        let core = Arc::new(Core {
+            barrier,
+            cluster,
+            config,
+            seal: seal::SealState::default(),
+            unsealed: std::sync::RwLock::new(None),
+            transition: AsyncMutex::new(()),
+        });
+        let weak = Arc::downgrade(&core);
+        core.barrier
+            .backend()
+            .add_apply_listener(Arc::new(move |_index, keys: &[String]| {
+                if let Some(core) = weak.upgrade() {
+                    core.invalidate(keys);
+                }
+            }));
+        core
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Leadership facts.
+    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+        &self.cluster
+    }
+
+    /// Whether the barrier is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.barrier.is_sealed()
+    }
+
+    /// The unsealed state, or `Sealed`.
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>, CoreError> {
+        self.unsealed
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or(CoreError::Sealed)
+    }
+
+    /// Caches to drop after replicated changes (runs on the apply path: cheap only).
+    fn invalidate(&self, keys: &[String]) {
+        let Some(state) = self.unsealed.read().ok().and_then(|g| g.clone()) else {
+            return;
+        };
+        for key in keys {
+            state.tokens.invalidate_key(key);
+        }
+    }
+
+    /// Build the unsealed state after the barrier opened.
+    async fn post_unseal(&self) -> Result<(), CoreError> {
+        let store = store::LogicalStore::new(self.barrier.clone());
+        let tokens = token::TokenStore::load(store.clone()).await?;
+        *self
+            .unsealed
+            .write()
+            .map_err(|_| CoreError::Internal("state lock poisoned".into()))? =
+            Some(Arc::new(Unsealed { store, tokens }));
+        Ok(())
+    }
+
+    /// Drop the unsealed state and all key material.
+    fn pre_seal(&self) {
+        if let Ok(mut g) = self.unsealed.write() {
+            *g = None;
+        }
+        self.barrier.seal();
+    }
+}
+
+/// `n` random bytes from the system CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    let rng = ring::rand::SystemRandom::new();
+    // The system RNG failing is unrecoverable and never happens on Linux.
+    ring::rand::SecureRandom::fill(&rng, &mut buf).expect("system RNG failed");
+    buf
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A random UUID string (request ids, mount accessors).
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,259 @@
+//! The token store: service tokens stored by a salted hash, never in the clear.
+//!
+//! Layout (all through the barrier, so encrypted at rest):
+//! - `sys/token/salt`                     the per-cluster HMAC salt
+//! - `sys/token/id/<hmac(token)>`         the [`TokenEntry`]
+//! - `sys/token/accessor/<hmac(accessor)>`  the token's hash (for `*-accessor` calls)
+//! - `sys/token/parent/<parent hash>/<child hash>`  the parent/child tree
+//!
+//! Lookups go through an in-memory cache keyed by the salted hash, so a token seen
+//! before is checked without a storage read or a decrypt; the cache is invalidated by
+//! the apply listener when the entry changes on any node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::store::LogicalStore;
+use crate::CoreError;
+
+/// Storage prefix of token entries.
+pub const TOKEN_ID_PREFIX: &str = "sys/token/id/";
+/// Storage prefix of the accessor index.
+pub const ACCESSOR_PREFIX: &str = "sys/token/accessor/";
+/// Storage prefix of the parent/child index.
+pub const PARENT_PREFIX: &str = "sys/token/parent/";
+/// Storage key of the salt.
+pub const SALT_PATH: &str = "sys/token/salt";
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `n` random base62 characters (rejection sampling, no modulo bias).
+pub fn random_base62(n: usize) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let mut buf = [0u8; 64];
+        if ring::rand::SecureRandom::fill(&rng, &mut buf).is_err() {
+            continue;
+        }
+        for b in buf {
+            if b < 248 && out.len() < n {
+                out.push(BASE62[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A new service token: `hvs.` + 24 base62 characters.
+pub fn new_service_token() -> String {
+    format!("hvs.{}", random_base62(24))
+}
+
+/// A stored token (the token itself is not stored, only its salted hash as the key).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenEntry {
+    /// Salted hash of the token (the storage key).
+    pub id_hash: String,
+    /// The accessor (not secret: it can look up and revoke, not use, the token).
+    pub accessor: String,
+    /// Attached policies (sorted, deduplicated).
+    pub policies: Vec<String>,
+    /// Salted hash of the parent token; empty for an orphan.
+    pub parent: String,
+    /// Creation path (`auth/token/create`, `auth/userpass/login/bob`, ...).
+    pub path: String,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Display name.
+    pub display_name: String,
+    /// Remaining uses (0 = unlimited).
+    pub num_uses: i64,
+    /// Unix seconds of creation.
+    pub creation_time: i64,
+    /// TTL in seconds at creation/last renewal (0 = never expires, root tokens).
+    pub ttl: i64,
+    /// Unix seconds of expiry (0 = never).
+    pub expire_time: i64,
+    /// Explicit max TTL in seconds (0 = none).
+    pub explicit_max_ttl: i64,
+    /// Period in seconds (0 = not periodic).
+    pub period: i64,
+    /// Whether it can be renewed.
+    pub renewable: bool,
+    /// `service` or `batch`.
+    pub token_type: String,
+    /// Entity id (empty: none).
+    pub entity_id: String,
+    /// Whether it has no parent.
+    pub orphan: bool,
+    /// Role it was created against, if any.
+    pub role: String,
+}
+
+impl TokenEntry {
+    /// Whether the token has the root policy.
+    pub fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+
+    /// Whether it has expired at `now` (unix seconds).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expire_time != 0 && now >= self.expire_time
+    }
+}
+
+/// The token store.
+pub struct TokenStore {
+    store: Arc<LogicalStore>,
+    salt: hmac::Key,
+    cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
+}
+
+impl TokenStore {
+    /// Load (or on first unseal, create) the salt.
+    pub async fn load(store: Arc<LogicalStore>) -> Result<Arc<TokenStore>, CoreError> {
+        let salt = match store.get(SALT_PATH)? {
+            Some(bytes) => bytes,
+            None => {
+                let salt = crate::random_bytes(32);
+                store.put(SALT_PATH, salt.clone()).await?;
+                salt
+            }
+        };
+        Ok(Arc::new(TokenStore {
+            store,
+            salt: hmac::Key::new(hmac::HMAC_SHA256, &salt),
+            cache: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// The salted hash of a token or accessor.
+    pub fn hash(&self, value: &str) -> String {
+        hex::encode(hmac::sign(&self.salt, value.as_bytes()).as_ref())
+    }
+
+    /// Drop the cached entry for a storage key that changed (apply listener).
+    pub fn invalidate_key(&self, key: &str) {
+        if let Some(hash) = key.strip_prefix(TOKEN_ID_PREFIX) {
+            if let Ok(mut cache) = self.cache.write() {
+                cache.remove(hash);
+            }
+        }
+    }
+
+    /// Look a token up by its hash (cache first).
+    pub fn lookup_hash(&self, hash: &str) -> Result<Option<Arc<TokenEntry>>, CoreError> {
+        if let Some(entry) = self.cache.read().ok().and_then(|c| c.get(hash).cloned()) {
+            return Ok(Some(entry));
+        }
+        let entry: Option<TokenEntry> = self.store.get_json(&format!("{TOKEN_ID_PREFIX}{hash}"))?;
+        Ok(entry.map(|e| {
+            let e = Arc::new(e);
+            if let Ok(mut cache) = self.cache.write() {
+                cache.insert(hash.to_string(), e.clone());
+            }
+            e
+        }))
+    }
+
+    /// Look a token up; expired tokens are not returned.
+    pub fn lookup(&self, token: &str) -> Result<Option<Arc<TokenEntry>>, CoreError> {
+        if token.is_empty() || token.len() > 512 {
+            return Ok(None);
+        }
+        let now = crate::now_unix();
+        Ok(self
+            .lookup_hash(&self.hash(token))?
+            .filter(|e| !e.expired(now)))
+    }
+
+    /// Store a new token entry; returns it with its hash and accessor filled in.
+    pub async fn create(
+        &self,
+        token: &str,
+        mut entry: TokenEntry,
+    ) -> Result<TokenEntry, CoreError> {
+        entry.id_hash = self.hash(token);
+        if entry.accessor.is_empty() {
+            entry.accessor = random_base62(24);
+        }
+        if entry.creation_time == 0 {
+            entry.creation_time = crate::now_unix();
+        }
+        if entry.token_type.is_empty() {
+            entry.token_type = "service".into();
+        }
+        entry.policies.sort();
+        entry.policies.dedup();
+        let mut ops = vec![
+            crate::store::json_put(&format!("{TOKEN_ID_PREFIX}{}", entry.id_hash), &entry)?,
+            coffer_barrier::barrier::LogicalOp::Put {
+                key: format!("{ACCESSOR_PREFIX}{}", self.hash(&entry.accessor)),
+                value: entry.id_hash.clone().into_bytes(),
+            },
+        ];
+        if !entry.parent.is_empty() {
+            ops.push(coffer_barrier::barrier::LogicalOp::Put {
+                key: format!("{PARENT_PREFIX}{}/{}", entry.parent, entry.id_hash),
+                value: Vec::new(),
+            });
+        }
+        self.store.commit(ops).await?;
+        Ok(entry)
+    }
+
+    /// Remove a token entry and its indexes (children are the caller's business).
+    pub async fn remove(&self, entry: &TokenEntry) -> Result<(), CoreError> {
+        let mut ops = vec![
+            coffer_barrier::barrier::LogicalOp::Delete {
+                key: format!("{TOKEN_ID_PREFIX}{}", entry.id_hash),
+            },
+            coffer_barrier::barrier::LogicalOp::Delete {
+                key: format!("{ACCESSOR_PREFIX}{}", self.hash(&entry.accessor)),
+            },
+        ];
+        if !entry.parent.is_empty() {
+            ops.push(coffer_barrier::barrier::LogicalOp::Delete {
+                key: format!("{PARENT_PREFIX}{}/{}", entry.parent, entry.id_hash),
+            });
+        }
+        self.store.commit(ops).await?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.remove(&entry.id_hash);
+        }
+        Ok(())
+    }
+
+    /// Create a root token (init, generate-root, dev mode with a chosen id).
+    pub async fn create_root(&self, token: &str) -> Result<TokenEntry, CoreError> {
+        self.create(
+            token,
+            TokenEntry {
+                policies: vec!["root".into()],
+                path: "auth/token/root".into(),
+                display_name: "root".into(),
+                orphan: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_format() {
+        let t = new_service_token();
+        assert!(t.starts_with("hvs."));
+        assert_eq!(t.len(), 28);
+        assert!(t[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(t, new_service_token());
+    }
+}
