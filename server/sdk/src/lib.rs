@@ -13,6 +13,8 @@ pub mod path;
 pub mod request;
 pub mod response;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use backend::{Backend, BackendConfig, BackendKind, Factory, SpecialPaths};
 pub use error::SdkError;

@@ -1,0 +1,1 @@
+//! The approle plugin (being written).

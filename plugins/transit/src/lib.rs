@@ -1,0 +1,1 @@
+//! The transit plugin (being written).

@@ -1,0 +1,1 @@
+//! The userpass plugin (being written).
