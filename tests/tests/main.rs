@@ -1,1 +1,5 @@
-//! suites
+//! Coffer's integration tests: one test binary (like ripgrep's) with a module per
+//! suite. Every test starts real `coffer server` processes on 127.0.0.1 ports.
+
+mod harness;
+mod seal;

@@ -1,0 +1,344 @@
+//! `coffer server`: the composition root. Config -> Raft node -> barrier -> core ->
+//! HTTP listeners. Nothing else in the workspace wires layers together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use coffer_barrier::barrier::Barrier;
+use coffer_core::{Cluster, Core, CoreConfig};
+use coffer_raft::{RaftNode, RaftOptions};
+
+use crate::config::{ServerConfig, StorageConfig, TcpListener};
+
+/// Options of `coffer server` after flag parsing.
+#[derive(Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// `-config` files (merged in order).
+    pub config: Vec<PathBuf>,
+    /// `-dev`.
+    pub dev: bool,
+    /// `-dev-root-token-id`.
+    pub dev_root_token_id: Option<String>,
+    /// `-dev-listen-address`.
+    pub dev_listen_address: Option<String>,
+    /// `-log-level`.
+    pub log_level: Option<String>,
+}
+
+/// Leadership facts from the Raft node, for the core.
+struct RaftCluster {
+    node: Arc<RaftNode>,
+    storage_type: &'static str,
+}
+
+impl Cluster for RaftCluster {
+    fn is_leader(&self) -> bool {
+        self.node.is_leader()
+    }
+    fn leader_api_addr(&self) -> Option<String> {
+        self.node.leader().map(|(_, n)| n.api_addr)
+    }
+    fn leader_cluster_addr(&self) -> Option<String> {
+        self.node.leader().map(|(_, n)| n.cluster_addr)
+    }
+    fn committed_index(&self) -> u64 {
+        self.node.committed_index()
+    }
+    fn applied_index(&self) -> u64 {
+        coffer_storage::Backend::applied_index(&*self.node)
+    }
+    fn storage_type(&self) -> String {
+        self.storage_type.to_string()
+    }
+}
+
+/// A stable numeric Raft id from Vault's string `node_id`.
+fn numeric_node_id(node_id: &str) -> u64 {
+    if let Ok(n) = node_id.parse::<u64>() {
+        return n;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, node_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(bytes) >> 1
+}
+
+/// The node id: configured, or generated once and kept in the data directory.
+fn resolve_node_id(
+    configured: Option<&str>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    if let Some(id) = configured {
+        return Ok(id.to_string());
+    }
+    let Some(dir) = data_dir else {
+        return Ok("node1".into());
+    };
+    let file = dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&file) {
+        return Ok(id.trim().to_string());
+    }
+    let id = uuid_like();
+    std::fs::write(&file, &id).with_context(|| format!("writing {}", file.display()))?;
+    Ok(id)
+}
+
+fn uuid_like() -> String {
+    coffer_core::new_uuid()
+}
+
+/// The running server's pieces, for in-process use and shutdown.
+pub struct Running {
+    /// The core.
+    pub core: Arc<Core>,
+    /// The Raft node.
+    pub raft: Arc<RaftNode>,
+    /// The addresses the API listens on.
+    pub api_addrs: Vec<SocketAddr>,
+    /// The actix server handle.
+    pub http: actix_web::dev::ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Wait until the HTTP server stops (signal or `stop`), then stop Raft.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.server_task.await;
+        let _ = self.raft.shutdown().await;
+        result.context("http server task")??;
+        Ok(())
+    }
+
+    /// Stop serving and shut Raft down.
+    pub async fn stop(self) {
+        self.http.stop(true).await;
+        let _ = self.server_task.await;
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Load the config for these args (dev defaults when `-dev` has no config).
+pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<String>)> {
+    if args.config.is_empty() {
+        if !args.dev {
+            bail!("a configuration file must be specified with -config (or use -dev)");
+        }
+        let mut config = ServerConfig::dev();
+        if let Some(addr) = &args.dev_listen_address {
+            for l in &mut config.listeners {
+                l.address = addr.clone();
+            }
+        }
+        return Ok((config, Vec::new()));
+    }
+    let loaded = if args.dev {
+        crate::config::load_files_onto(ServerConfig::dev(), &args.config)
+    } else {
+        crate::config::load_files(&args.config)
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((loaded.config, loaded.warnings))
+}
+
+fn listener_tls(l: &TcpListener) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    if l.tls_disable {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&l.tls_cert_file, &l.tls_key_file) else {
+        bail!(
+            "listener {}: tls_cert_file and tls_key_file are required unless tls_disable is set",
+            l.address
+        );
+    };
+    let client_ca = if l.tls_disable_client_certs {
+        None
+    } else {
+        l.tls_client_ca_file.as_deref()
+    };
+    Ok(Some(coffer_http::tls::server_config(cert, key, client_ca)?))
+}
+
+/// Start a server: everything up to listening. Does not block.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let first = config
+        .listeners
+        .first()
+        .cloned()
+        .context("at least one listener \"tcp\" is required")?;
+    let scheme = if first.tls_disable { "http" } else { "https" };
+    let api_addr = config
+        .api_addr
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{}", first.address));
+    let cluster_addr = config
+        .cluster_addr
+        .clone()
+        .unwrap_or_else(|| default_cluster_addr(&first.address));
+    let (data_dir, configured_id, storage_type) = match &config.storage {
+        StorageConfig::Raft(r) => {
+            std::fs::create_dir_all(&r.path)
+                .with_context(|| format!("creating {}", r.path.display()))?;
+            (Some(r.path.clone()), r.node_id.clone(), "raft")
+        }
+        StorageConfig::Inmem => (None, None, "inmem"),
+    };
+    let node_id = resolve_node_id(configured_id.as_deref(), data_dir.as_deref())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the cluster client")?;
+    let raft = RaftNode::open(RaftOptions {
+        node_id: numeric_node_id(&node_id),
+        api_addr: api_addr.clone(),
+        cluster_addr,
+        data_dir,
+        client,
+        tls: false,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("opening raft storage: {e}"))?;
+    raft.bootstrap_if_fresh()
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping raft: {e}"))?;
+    let backend: Arc<dyn coffer_storage::Backend> = raft.clone();
+    let barrier = Barrier::new(backend);
+    let core_config = CoreConfig {
+        default_lease_ttl: config
+            .default_lease_ttl
+            .unwrap_or(CoreConfig::default().default_lease_ttl),
+        max_lease_ttl: config
+            .max_lease_ttl
+            .unwrap_or(CoreConfig::default().max_lease_ttl),
+        cluster_name: config
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| "coffer-cluster".into()),
+        api_addr: api_addr.clone(),
+    };
+    let cluster = Arc::new(RaftCluster {
+        node: raft.clone(),
+        storage_type,
+    });
+    let core = Core::new(barrier, cluster, core_config);
+    let state = coffer_http::AppState { core: core.clone() };
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(state.clone()))
+            .configure(coffer_http::configure)
+    })
+    .workers(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4),
+    )
+    .disable_signals();
+    for l in &config.listeners {
+        server = match listener_tls(l)? {
+            Some(tls) => server
+                .bind_rustls_0_23(&l.address, tls)
+                .with_context(|| format!("binding {}", l.address))?,
+            None => server
+                .bind(&l.address)
+                .with_context(|| format!("binding {}", l.address))?,
+        };
+    }
+    let api_addrs = server.addrs();
+    let server = server.run();
+    let http = server.handle();
+    let server_task = tokio::spawn(server);
+    Ok(Running {
+        core,
+        raft,
+        api_addrs,
+        http,
+        server_task,
+    })
+}
+
+/// The cluster address: the API port + 1 on the same host, as Vault does.
+fn default_cluster_addr(api: &str) -> String {
+    match api.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(p) => format!("https://{host}:{}", p.saturating_add(1)),
+            Err(_) => format!("https://{api}"),
+        },
+        None => format!("https://{api}:8201"),
+    }
+}
+
+/// Run `coffer server` to completion (until SIGINT/SIGTERM).
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (config, warnings) = load_config(&args)?;
+    crate::logging::init(args.log_level.as_deref().or(config.log_level.as_deref()));
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    if config.disable_mlock {
+        tracing::info!("disable_mlock is set; coffer never mlocks, so this has no effect");
+    }
+    let running = start(config).await?;
+    let addr = running
+        .api_addrs
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if args.dev {
+        let (unseal_key, root_token) = running
+            .core
+            .init_dev(args.dev_root_token_id.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("dev init: {e}"))?;
+        print_dev_banner(&addr, &unseal_key, &root_token);
+    } else {
+        tracing::info!(address = %addr, "coffer server started; it is sealed until unsealed");
+    }
+    let http = running.http.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        http.stop(true).await;
+    });
+    running.wait().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_dev_banner(addr: &str, unseal_key: &str, root_token: &str) {
+    println!(
+        "WARNING! dev mode is enabled! In this mode, Coffer runs entirely in-memory\n\
+         and starts unsealed with a single unseal key. The root token is already\n\
+         authenticated to the CLI, so you can immediately begin using Coffer.\n\n\
+         You may need to set the following environment variables:\n\n    \
+         $ export VAULT_ADDR='http://{addr}'\n\n\
+         The unseal key and root token are displayed below in case you want to\n\
+         seal/unseal the Vault or re-authenticate.\n\n\
+         Unseal Key: {unseal_key}\n\
+         Root Token: {root_token}\n\n\
+         Development mode should NOT be used in production installations!\n"
+    );
+}
