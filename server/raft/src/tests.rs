@@ -1,0 +1,474 @@
+//! Tests of the log store, the state machine and a single [`RaftNode`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coffer_storage::kv::{KvStore, MemKv, SledKv, DEFAULT_CACHE_CAPACITY};
+use coffer_storage::wal::{FileWal, FileWalOptions, MemWal};
+use coffer_storage::{Backend, Op, StorageError};
+use openraft::storage::RaftStateMachine;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
+
+use crate::types::{Entry, LogId, RaftStorageError};
+use crate::{Envelope, LogStore, RaftNode, RaftOptions, StateMachine, TypeConfig};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What a test listener records: `(index, keys)` per applied batch.
+type Seen = Arc<Mutex<Vec<(u64, Vec<String>)>>>;
+
+struct FileBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for FileBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), RaftStorageError> {
+        let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
+        let wal = FileWal::open(dir.path().join("log"), FileWalOptions::default())
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        let log = LogStore::open(Box::new(wal))?;
+        let kv = SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY)
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        let sm = StateMachine::open(Arc::new(kv), Some(dir.path().join("snapshot")))
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
+    }
+}
+
+struct MemBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for MemBuilder {
+    async fn build(&self) -> Result<((), LogStore, StateMachine), RaftStorageError> {
+        let log = LogStore::open(Box::new(MemWal::new()))?;
+        let sm = StateMachine::open(Arc::new(MemKv::new()), None)
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        Ok(((), log, sm))
+    }
+}
+
+#[test]
+fn openraft_suite_file_backed() -> Result<(), RaftStorageError> {
+    Suite::test_all(FileBuilder)
+}
+
+#[test]
+fn openraft_suite_in_memory() -> Result<(), RaftStorageError> {
+    Suite::test_all(MemBuilder)
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+fn entry(index: u64, env: Envelope) -> Entry {
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(env),
+    }
+}
+
+fn put(key: &str, value: &[u8]) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: value.to_vec(),
+    }
+}
+
+fn batch(ops: &[Op]) -> Envelope {
+    Envelope::batch(ops).expect("encode batch")
+}
+
+#[tokio::test]
+async fn apply_stops_at_an_unknown_op_and_never_skips_it() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemKv::new());
+    let mut sm = StateMachine::open(kv.clone(), None).expect("open");
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    sm.add_listener(Arc::new(move |i, keys| {
+        seen2.lock().expect("lock").push((i, keys.to_vec()))
+    }));
+
+    let unknown = Envelope {
+        format: crate::CURRENT_FORMAT,
+        op: 999,
+        body: vec![1, 2, 3],
+    };
+    let entries = vec![
+        entry(1, batch(&[put("a", b"1")])),
+        entry(2, unknown),
+        entry(3, batch(&[put("c", b"3")])),
+    ];
+    let err = sm
+        .apply(entries)
+        .await
+        .expect_err("an unknown op must stop apply");
+    let text = err.to_string();
+    assert!(
+        text.contains("op 999") && text.contains("log entry 2"),
+        "{text}"
+    );
+
+    // The entry before it is applied, it and everything after are not.
+    let (applied, _) = sm.applied_state().await.expect("state");
+    assert_eq!(applied, Some(log_id(1, 1)));
+    assert_eq!(kv.get("a").expect("get"), Some(b"1".to_vec()));
+    assert_eq!(kv.get("c").expect("get"), None);
+    assert_eq!(sm.applied_index(), 1);
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![(1, vec!["a".to_string()])]
+    );
+
+    // A newer entry format is refused the same way; so is a batch body that is garbage.
+    let newer = Envelope {
+        format: crate::CURRENT_FORMAT + 1,
+        ..batch(&[put("d", b"4")])
+    };
+    let err = sm
+        .apply(vec![entry(2, newer)])
+        .await
+        .expect_err("newer format");
+    assert!(err.to_string().contains("format 2"), "{err}");
+    let garbage = Envelope {
+        format: 1,
+        op: 1,
+        body: vec![0xc1],
+    };
+    assert!(sm.apply(vec![entry(2, garbage)]).await.is_err());
+    assert_eq!(sm.applied_index(), 1);
+}
+
+#[tokio::test]
+async fn apply_writes_batches_atomically_with_last_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let kv: Arc<dyn KvStore> =
+            Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+        let mut sm = StateMachine::open(kv.clone(), None).expect("open");
+        let replies = sm
+            .apply(vec![
+                entry(1, batch(&[put("x/1", b"a"), put("x/2", b"b")])),
+                Entry {
+                    log_id: log_id(1, 2),
+                    payload: EntryPayload::Blank,
+                },
+                entry(
+                    3,
+                    batch(&[Op::Delete { key: "x/1".into() }, put("x/3", b"c")]),
+                ),
+            ])
+            .await
+            .expect("apply");
+        assert_eq!(
+            replies.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(kv.list("x/").expect("list"), vec!["2", "3"]);
+        kv.flush().expect("flush");
+    }
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv, None).expect("reopen");
+    let (applied, _) = sm.applied_state().await.expect("state");
+    assert_eq!(applied, Some(log_id(1, 3)));
+    assert_eq!(sm.applied_index(), 3);
+}
+
+#[tokio::test]
+async fn a_store_behind_its_snapshot_is_repaired_on_open() {
+    // sled does not fsync: after a power loss the store may be older than the snapshot the
+    // log was purged behind. Opening over the snapshot directory installs it again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap_dir = dir.path().join("snapshot");
+    {
+        let kv: Arc<dyn KvStore> =
+            Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+        let mut sm = StateMachine::open(kv, Some(snap_dir.clone())).expect("open");
+        sm.apply(vec![entry(
+            1,
+            batch(&[put("k/1", b"one"), put("k/2", b"two")]),
+        )])
+        .await
+        .expect("apply");
+        let snap = sm.build_snapshot().await.expect("snapshot");
+        assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1)));
+        assert!(snap_dir.join("current.snap").exists());
+    }
+    // An empty store (everything lost) with the same snapshot directory.
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state-lost"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv.clone(), Some(snap_dir)).expect("reopen");
+    assert_eq!(kv.get("k/2").expect("get"), Some(b"two".to_vec()));
+    let (applied, _) = sm.applied_state().await.expect("state");
+    assert_eq!(applied, Some(log_id(1, 1)));
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("a snapshot");
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 1)));
+}
+
+#[tokio::test]
+async fn snapshot_install_replaces_state_and_tells_listeners() {
+    let mut leader = StateMachine::open(Arc::new(MemKv::new()), None).expect("open");
+    leader
+        .apply(vec![entry(1, batch(&[put("s/a", b"1"), put("s/b", b"2")]))])
+        .await
+        .expect("apply");
+    let snap = leader.build_snapshot().await.expect("build");
+
+    let kv: Arc<dyn KvStore> = Arc::new(MemKv::new());
+    let mut follower = StateMachine::open(kv.clone(), None).expect("open");
+    follower
+        .apply(vec![entry(1, batch(&[put("old", b"x")]))])
+        .await
+        .expect("apply");
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    follower.add_listener(Arc::new(move |i, keys| {
+        seen2.lock().expect("lock").push((i, keys.to_vec()))
+    }));
+    follower
+        .install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .expect("install");
+    assert_eq!(kv.get("old").expect("get"), None);
+    assert_eq!(kv.get("s/b").expect("get"), Some(b"2".to_vec()));
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![(
+            1,
+            vec!["old".to_string(), "s/a".to_string(), "s/b".to_string()]
+        )]
+    );
+}
+
+fn options(dir: Option<&std::path::Path>) -> RaftOptions {
+    RaftOptions {
+        node_id: 1,
+        api_addr: "https://127.0.0.1:8200".into(),
+        cluster_addr: "127.0.0.1:8201".into(),
+        data_dir: dir.map(|d| d.to_path_buf()),
+        client: reqwest::Client::new(),
+        tls: true,
+    }
+}
+
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn start(dir: Option<&std::path::Path>) -> Arc<RaftNode> {
+    install_crypto();
+    let node = RaftNode::open(options(dir)).await.expect("open node");
+    node.bootstrap_if_fresh().await.expect("bootstrap");
+    node.wait_for_leader(WAIT).await.expect("leader");
+    // Leadership in the metrics can precede the first blank entry being committed.
+    for _ in 0..200 {
+        if node.is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(node.is_leader());
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_backed_node_commits_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seen: Seen = Arc::default();
+    let last_index;
+    {
+        let node = start(Some(dir.path())).await;
+        let seen2 = seen.clone();
+        node.add_apply_listener(Arc::new(move |i, keys| {
+            seen2.lock().expect("lock").push((i, keys.to_vec()))
+        }));
+        assert_eq!(
+            node.leader().map(|(id, n)| (id, n.api_addr)),
+            Some((1, "https://127.0.0.1:8200".into()))
+        );
+
+        let i1 = node
+            .commit(vec![put("secret/a", b"ct-a"), put("secret/b/c", b"ct-c")])
+            .await
+            .expect("commit");
+        let i2 = node
+            .commit(vec![
+                Op::Delete {
+                    key: "secret/a".into(),
+                },
+                put("secret/d", b"ct-d"),
+            ])
+            .await
+            .expect("commit");
+        assert!(i2 > i1);
+        assert!(node.applied_index() >= i2);
+        assert!(node.committed_index() >= i2);
+        node.wait_applied(i2, WAIT).await.expect("applied");
+        assert_eq!(node.get("secret/a").expect("get"), None);
+        assert_eq!(node.get("secret/d").expect("get"), Some(b"ct-d".to_vec()));
+        assert_eq!(node.list("secret/").expect("list"), vec!["b/", "d"]);
+        assert_eq!(node.list("").expect("list"), vec!["secret/"]);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec![
+                (i1, vec!["secret/a".to_string(), "secret/b/c".to_string()]),
+                (i2, vec!["secret/a".to_string(), "secret/d".to_string()]),
+            ]
+        );
+        last_index = i2;
+        node.shutdown().await.expect("shutdown");
+        assert!(matches!(
+            node.commit(vec![put("x", b"y")]).await,
+            Err(StorageError::Unavailable(_))
+        ));
+    }
+
+    let node = RaftNode::open(options(Some(dir.path())))
+        .await
+        .expect("reopen");
+    assert!(
+        !node.bootstrap_if_fresh().await.expect("bootstrap"),
+        "a restarted node must not bootstrap"
+    );
+    node.wait_for_leader(WAIT).await.expect("leader again");
+    assert_eq!(node.get("secret/d").expect("get"), Some(b"ct-d".to_vec()));
+    assert_eq!(node.get("secret/b/c").expect("get"), Some(b"ct-c".to_vec()));
+    let i3 = node
+        .commit(vec![put("secret/e", b"ct-e")])
+        .await
+        .expect("commit after restart");
+    assert!(i3 > last_index);
+    assert_eq!(node.get("secret/e").expect("get"), Some(b"ct-e".to_vec()));
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_and_purge_then_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut expected = BTreeMap::new();
+    {
+        let node = start(Some(dir.path())).await;
+        for i in 0..50u32 {
+            let key = format!("kv/{i:03}");
+            let value = i.to_be_bytes().to_vec();
+            node.commit(vec![put(&key, &value)]).await.expect("commit");
+            expected.insert(key, value);
+        }
+        let applied = node.applied_index();
+        node.raft()
+            .trigger()
+            .snapshot()
+            .await
+            .expect("trigger snapshot");
+        node.raft()
+            .wait(Some(WAIT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot built",
+            )
+            .await
+            .expect("snapshot");
+        node.raft()
+            .trigger()
+            .purge_log(applied)
+            .await
+            .expect("purge");
+        node.raft()
+            .wait(Some(WAIT))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= applied),
+                "log purged",
+            )
+            .await
+            .expect("purged");
+        node.commit(vec![put("kv/after", b"z")])
+            .await
+            .expect("commit");
+        expected.insert("kv/after".into(), b"z".to_vec());
+        node.shutdown().await.expect("shutdown");
+    }
+    let node = RaftNode::open(options(Some(dir.path())))
+        .await
+        .expect("reopen");
+    node.wait_for_leader(WAIT).await.expect("leader");
+    for (k, v) in &expected {
+        assert_eq!(node.get(k).expect("get").as_ref(), Some(v), "{k}");
+    }
+    assert!(node.raft().metrics().borrow().purged.is_some());
+    node.commit(vec![put("kv/again", b"1")])
+        .await
+        .expect("commit");
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_node_works() {
+    let node = start(None).await;
+    let idx = node
+        .commit(vec![put("a/b", b"1"), put("a/c", b"2")])
+        .await
+        .expect("commit");
+    assert_eq!(node.applied_index(), idx);
+    assert_eq!(node.list("a/").expect("list"), vec!["b", "c"]);
+    assert_eq!(node.get("a/c").expect("get"), Some(b"2".to_vec()));
+    // An empty batch is still one entry.
+    let idx2 = node.commit(Vec::new()).await.expect("empty commit");
+    assert_eq!(idx2, idx + 1);
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_entry_stops_the_node_instead_of_being_skipped() {
+    let node = start(None).await;
+    node.commit(vec![put("k", b"before")])
+        .await
+        .expect("commit");
+    let applied_before = node.applied_index();
+    // A newer node would write this; this build must refuse to apply it.
+    let future = Envelope {
+        format: crate::CURRENT_FORMAT,
+        op: 42,
+        body: b"whatever".to_vec(),
+    };
+    assert!(node.raft().client_write(future).await.is_err());
+    assert_eq!(node.applied_index(), applied_before);
+    assert!(matches!(
+        node.commit(vec![put("k", b"after")]).await,
+        Err(StorageError::Unavailable(_))
+    ));
+    assert_eq!(node.get("k").expect("get"), Some(b"before".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(Some(dir.path())).await;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut idx = Vec::new();
+            for i in 0..10 {
+                idx.push(
+                    node.commit(vec![put(&format!("c/{t}/{i}"), b"v")])
+                        .await
+                        .expect("commit"),
+                );
+            }
+            idx
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 160, "every commit gets its own index");
+    assert_eq!(node.list("c/").expect("list").len(), 16);
+    node.shutdown().await.expect("shutdown");
+}
