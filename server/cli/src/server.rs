@@ -204,6 +204,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     raft.bootstrap_if_fresh()
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping raft: {e}"))?;
+    // A single node elects itself within an election timeout; wait for that so the
+    // first request (or dev-mode init) does not meet a leaderless node.
+    if let Err(e) = raft.wait_for_leader(Duration::from_secs(5)).await {
+        tracing::warn!("no raft leader yet ({e}); continuing");
+    }
     let backend: Arc<dyn coffer_storage::Backend> = raft.clone();
     let barrier = Barrier::new(backend);
     let core_config = CoreConfig {
@@ -278,7 +283,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    if config.disable_mlock {
+    if config.disable_mlock && !args.dev {
         tracing::info!("disable_mlock is set; coffer never mlocks, so this has no effect");
     }
     let running = start(config).await?;
@@ -331,8 +336,7 @@ async fn shutdown_signal() {
 fn print_dev_banner(addr: &str, unseal_key: &str, root_token: &str) {
     println!(
         "WARNING! dev mode is enabled! In this mode, Coffer runs entirely in-memory\n\
-         and starts unsealed with a single unseal key. The root token is already\n\
-         authenticated to the CLI, so you can immediately begin using Coffer.\n\n\
+         and starts unsealed with a single unseal key.\n\n\
          You may need to set the following environment variables:\n\n    \
          $ export VAULT_ADDR='http://{addr}'\n\n\
          The unseal key and root token are displayed below in case you want to\n\
