@@ -356,6 +356,8 @@ pub struct FileWal {
     positions: VecDeque<Pos>,
     meta: MetaState,
     hint: Option<Vec<u8>>,
+    /// The hint file, opened on first use and overwritten in place.
+    hint_file: Option<File>,
     poisoned: bool,
 }
 
@@ -473,6 +475,7 @@ impl FileWal {
             positions,
             meta,
             hint,
+            hint_file: None,
             poisoned: false,
         })
     }
@@ -833,14 +836,21 @@ impl Wal for FileWal {
         buf.extend_from_slice(&crc32fast::hash(value).to_le_bytes());
         buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
         buf.extend_from_slice(value);
-        let path = self.dir.join(HINT_FILE);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&buf))
-            .map_err(io_err("writing the hint file"))?;
+        if self.hint_file.is_none() {
+            let path = self.dir.join(HINT_FILE);
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io_err("opening the hint file"))?;
+            self.hint_file = Some(f);
+        }
+        if let Some(f) = self.hint_file.as_mut() {
+            f.seek(SeekFrom::Start(0))
+                .and_then(|_| f.write_all(&buf))
+                .map_err(io_err("writing the hint file"))?;
+        }
         self.hint = Some(value.to_vec());
         Ok(())
     }
