@@ -228,7 +228,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         node: raft.clone(),
         storage_type,
     });
-    let core = Core::new(barrier, cluster, core_config);
+    let core = Core::new(barrier, cluster, core_config, catalog());
     let state = coffer_http::AppState { core: core.clone() };
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
@@ -263,6 +263,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         http,
         server_task,
     })
+}
+
+/// Every built-in plugin, by type name (Vault's builtin catalog).
+pub fn catalog() -> coffer_core::mounts::Catalog {
+    coffer_core::mounts::Catalog::new()
 }
 
 /// The cluster address: the API port + 1 on the same host, as Vault does.

@@ -3,12 +3,15 @@
 //! sealed? -> 503; path sanity; token -> ACL; route to the handler; envelope fields.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_sdk::{Operation, RawBody};
-use serde_json::{json, Map, Value};
+use coffer_sdk::{Caller, MountTtl, Operation, RawBody, SpecialPaths};
+use serde_json::{Map, Value};
 
-use crate::{Core, CoreError};
+use crate::mounts::Mounted;
+use crate::token::TokenEntry;
+use crate::{Core, CoreError, Unsealed};
 
 /// An API request after HTTP decoding.
 #[derive(Clone, Debug)]
@@ -58,23 +61,6 @@ pub struct LogicalResponse {
     pub index: u64,
 }
 
-impl LogicalResponse {
-    fn with_data(data: Map<String, Value>) -> Self {
-        LogicalResponse {
-            status: 200,
-            data: Some(data),
-            ..Default::default()
-        }
-    }
-
-    fn no_content() -> Self {
-        LogicalResponse {
-            status: 204,
-            ..Default::default()
-        }
-    }
-}
-
 /// Reject paths that could escape their mount or confuse routing.
 pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     let trimmed = path.trim_start_matches('/');
@@ -89,10 +75,25 @@ pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     Ok(trimmed.to_string())
 }
 
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(m) => m,
-        _ => Map::new(),
+enum Target {
+    Sys,
+    Token,
+    Mount(Arc<Mounted>, String),
+}
+
+/// `sys/` paths reachable without a token.
+fn sys_unauthenticated(path: &str) -> bool {
+    path == "sys/internal/ui/mounts" || path.starts_with("sys/internal/ui/mounts/")
+}
+
+fn acl_operation(op: Operation) -> coffer_policies::Operation {
+    match op {
+        Operation::Read => coffer_policies::Operation::Read,
+        Operation::Create => coffer_policies::Operation::Create,
+        Operation::Update => coffer_policies::Operation::Update,
+        Operation::Patch => coffer_policies::Operation::Patch,
+        Operation::Delete => coffer_policies::Operation::Delete,
+        Operation::List => coffer_policies::Operation::List,
     }
 }
 
@@ -105,72 +106,200 @@ impl Core {
         let request_id = crate::new_uuid();
         req.path = sanitize_path(&req.path)?;
         let state = self.unsealed()?;
-        let token = req.token.as_deref().unwrap_or_default();
-        let entry = state
-            .tokens
-            .lookup(token)?
-            .ok_or(CoreError::PermissionDenied)?;
-        let is_root = entry.is_root();
-        let mut resp = match (req.path.as_str(), req.operation) {
-            ("sys/key-status", Operation::Read) => {
-                require(is_root)?;
-                let status = self.barrier.key_status()?;
-                let mut r = LogicalResponse::with_data(object(json!({
-                    "term": status.term,
-                    "install_time": status.install_time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                    "encryptions": status.encryptions,
-                })));
-                r.copy_data_to_top = true;
-                r
+        let target = if req.path == "sys" || req.path.starts_with("sys/") {
+            Target::Sys
+        } else if req.path == "auth/token" || req.path.starts_with("auth/token/") {
+            Target::Token
+        } else {
+            let router = state.router()?;
+            match router.route(&req.path) {
+                Some((m, rest)) if m.backend.is_some() || m.entry.kind == "cubbyhole" => {
+                    Target::Mount(m, rest)
+                }
+                _ => {
+                    return Err(CoreError::NotFound(format!(
+                        "no handler for route \"{}\". route entry not found.",
+                        req.path
+                    )))
+                }
             }
-            ("sys/rotate", Operation::Update | Operation::Create) => {
-                require(is_root)?;
-                let term = self.barrier.rotate().await?;
-                tracing::info!(term, "installed new encryption key");
-                LogicalResponse::no_content()
+        };
+        let unauthenticated = match &target {
+            Target::Sys => sys_unauthenticated(&req.path),
+            Target::Token => false,
+            Target::Mount(m, rest) => m
+                .backend
+                .as_ref()
+                .is_some_and(|b| SpecialPaths::matches(&b.special_paths().unauthenticated, rest)),
+        };
+        let token = req.token.clone().unwrap_or_default();
+        let entry = match state.tokens.lookup(&token)? {
+            Some(e) => Some(e),
+            None if unauthenticated => None,
+            None => return Err(CoreError::PermissionDenied),
+        };
+        // Create vs update, from the backend's existence check.
+        if req.operation == Operation::Update {
+            if let Target::Mount(m, rest) = &target {
+                if let Some(backend) = &m.backend {
+                    let probe = self.sdk_request(&req, m, rest, entry.as_deref(), &request_id);
+                    if backend.existence_check(&probe).await? == Some(false) {
+                        req.operation = Operation::Create;
+                    }
+                }
             }
-            ("sys/seal", Operation::Update | Operation::Create) => {
-                require(is_root)?;
-                self.seal_now().await?;
-                LogicalResponse::no_content()
+        }
+        if !unauthenticated {
+            let entry = entry.as_deref().ok_or(CoreError::PermissionDenied)?;
+            let root_path = match &target {
+                Target::Mount(m, rest) => m
+                    .backend
+                    .as_ref()
+                    .is_some_and(|b| SpecialPaths::matches(&b.special_paths().root, rest)),
+                _ => crate::sys::is_root_path(&req.path),
+            };
+            self.authorize(&state, entry, &req, acl_operation(req.operation), root_path)?;
+            self.use_token(&state, entry).await?;
+        }
+        let mut resp = match &target {
+            Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await?,
+            Target::Token => {
+                let caller = entry.as_deref().ok_or(CoreError::PermissionDenied)?;
+                self.handle_token(&state, &req, caller, &token).await?
             }
-            ("auth/token/lookup-self", Operation::Read) => {
-                LogicalResponse::with_data(object(json!({
-                    "accessor": entry.accessor,
-                    "policies": entry.policies,
-                    "display_name": entry.display_name,
-                    "path": entry.path,
-                    "meta": entry.meta,
-                    "num_uses": entry.num_uses,
-                    "orphan": entry.orphan,
-                    "ttl": 0,
-                    "creation_time": entry.creation_time,
-                    "type": entry.token_type,
-                })))
-            }
-            _ => {
-                return Err(CoreError::NotFound(format!(
-                    "no handler for route \"{}\". route entry not found.",
-                    req.path
-                )))
+            Target::Mount(m, rest) => {
+                self.handle_mount(&state, &req, m, rest, entry.as_deref(), &request_id)
+                    .await?
             }
         };
         resp.request_id = request_id;
-        if matches!(
-            req.operation,
-            Operation::Update | Operation::Create | Operation::Delete | Operation::Patch
-        ) {
+        if resp.index == 0
+            && matches!(
+                req.operation,
+                Operation::Update | Operation::Create | Operation::Delete | Operation::Patch
+            )
+        {
             resp.index = self.cluster.applied_index();
         }
         Ok(resp)
     }
-}
 
-fn require(allowed: bool) -> Result<(), CoreError> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(CoreError::PermissionDenied)
+    /// Count down `num_uses`; the last use revokes the token.
+    async fn use_token(&self, state: &Unsealed, entry: &TokenEntry) -> Result<(), CoreError> {
+        if entry.num_uses <= 0 {
+            return Ok(());
+        }
+        if entry.num_uses == 1 {
+            state.tokens.revoke_tree(entry).await
+        } else {
+            let mut e = entry.clone();
+            e.num_uses -= 1;
+            state.tokens.update(&e).await
+        }
+    }
+
+    fn sdk_request(
+        &self,
+        req: &LogicalRequest,
+        m: &Mounted,
+        rest: &str,
+        entry: Option<&TokenEntry>,
+        id: &str,
+    ) -> coffer_sdk::Request {
+        let sys = self.config();
+        let ttl = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_secs(v) };
+        coffer_sdk::Request {
+            id: id.to_string(),
+            operation: req.operation,
+            path: rest.to_string(),
+            mount_point: m.route_path(),
+            data: req.data.clone(),
+            query: req.query.clone(),
+            storage: m.storage.clone(),
+            caller: entry.map(|e| Caller {
+                accessor: e.accessor.clone(),
+                token_id_hash: e.id_hash.clone(),
+                policies: e.policies.clone(),
+                display_name: e.display_name.clone(),
+                metadata: e.meta.clone(),
+                entity_id: e.entity_id.clone(),
+            }),
+            mount_ttl: MountTtl {
+                default_lease_ttl: ttl(m.entry.config.default_lease_ttl, sys.default_lease_ttl),
+                max_lease_ttl: ttl(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
+            },
+            remote_addr: req.remote_addr.clone(),
+        }
+    }
+
+    async fn handle_mount(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        m: &Arc<Mounted>,
+        rest: &str,
+        entry: Option<&TokenEntry>,
+        id: &str,
+    ) -> Result<LogicalResponse, CoreError> {
+        let mut sdk_req = self.sdk_request(req, m, rest, entry, id);
+        let resp = match &m.backend {
+            Some(backend) => backend.handle_request(&mut sdk_req).await?,
+            None => {
+                // cubbyhole: a private KV space per token, keyed by the token's hash.
+                let caller = entry.ok_or(CoreError::PermissionDenied)?;
+                let storage: Arc<dyn coffer_sdk::Storage> =
+                    Arc::new(crate::store::PrefixedStorage::new(
+                        state.store.clone(),
+                        format!("cubbyhole/{}/", caller.id_hash),
+                    ));
+                sdk_req.storage = storage;
+                crate::cubbyhole::handle(&mut sdk_req).await?
+            }
+        };
+        self.finish_response(state, req, m, resp).await
+    }
+
+    async fn finish_response(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        m: &Mounted,
+        resp: coffer_sdk::Response,
+    ) -> Result<LogicalResponse, CoreError> {
+        let mut out = LogicalResponse {
+            status: resp.status.unwrap_or(
+                if resp.data.is_some() || resp.auth.is_some() || !resp.warnings.is_empty() {
+                    200
+                } else {
+                    204
+                },
+            ),
+            data: resp.data,
+            warnings: resp.warnings,
+            raw: resp.raw,
+            ..Default::default()
+        };
+        if let Some(secret) = resp.secret {
+            let ttl = if secret.ttl.is_zero() {
+                if m.entry.config.default_lease_ttl == 0 {
+                    self.config.default_lease_ttl.as_secs()
+                } else {
+                    m.entry.config.default_lease_ttl
+                }
+            } else {
+                secret.ttl.as_secs()
+            };
+            out.lease_duration = ttl;
+            out.renewable = secret.renewable;
+        }
+        if let Some(login) = resp.auth {
+            let (token, entry) = self.issue_login_token(state, req, m, login).await?;
+            out.auth = Some(crate::token_api::auth_json(&token, &entry));
+            if out.status == 204 {
+                out.status = 200;
+            }
+        }
+        Ok(out)
     }
 }
 

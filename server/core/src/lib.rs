@@ -5,10 +5,15 @@
 //! HTTP, sled or openraft: it sees the barrier, the policies crate, the sdk, and a small
 //! [`Cluster`] trait for leadership facts.
 
+pub mod cubbyhole;
 pub mod handling;
+pub mod mounts;
+pub mod policy_store;
 pub mod seal;
 pub mod store;
+pub mod sys;
 pub mod token;
+pub mod token_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,6 +152,52 @@ pub struct Unsealed {
     pub store: Arc<store::LogicalStore>,
     /// Tokens.
     pub tokens: Arc<token::TokenStore>,
+    /// ACL policies.
+    pub policies: Arc<policy_store::PolicyStore>,
+    router: std::sync::RwLock<Arc<mounts::Router>>,
+    router_stale: std::sync::atomic::AtomicBool,
+    /// Serialises mount-table changes.
+    pub mount_lock: AsyncMutex<()>,
+}
+
+impl Unsealed {
+    /// The current router (rebuilt lazily after a replicated mount-table change).
+    pub fn router(&self) -> Result<Arc<mounts::Router>, CoreError> {
+        self.router
+            .read()
+            .map(|r| r.clone())
+            .map_err(|_| CoreError::Internal("router lock poisoned".into()))
+    }
+
+    /// Rebuild the router from the stored tables.
+    pub fn reload_router(&self, catalog: &mounts::Catalog) -> Result<(), CoreError> {
+        let router = Arc::new(mounts::build_router(&self.store, catalog)?);
+        *self
+            .router
+            .write()
+            .map_err(|_| CoreError::Internal("router lock poisoned".into()))? = router;
+        Ok(())
+    }
+
+    fn invalidate(&self, key: &str) {
+        self.tokens.invalidate_key(key);
+        self.policies.invalidate_key(key);
+        if key == mounts::MOUNTS_PATH || key == mounts::AUTH_PATH {
+            self.router_stale
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        let rest = key
+            .strip_prefix("logical/")
+            .or_else(|| key.strip_prefix("auth/"));
+        if let Some((uuid, inner)) = rest.and_then(|r| r.split_once('/')) {
+            if let Ok(router) = self.router() {
+                if let Some(backend) = router.by_uuid(uuid).and_then(|m| m.backend.clone()) {
+                    backend.invalidate(inner);
+                }
+            }
+        }
+    }
 }
 
 /// The core.
@@ -154,6 +205,7 @@ pub struct Core {
     barrier: Arc<Barrier>,
     cluster: Arc<dyn Cluster>,
     config: CoreConfig,
+    catalog: mounts::Catalog,
     seal: seal::SealState,
     unsealed: std::sync::RwLock<Option<Arc<Unsealed>>>,
     /// Serialises unseal/seal transitions.
@@ -162,11 +214,17 @@ pub struct Core {
 
 impl Core {
     /// A sealed core over a barrier.
-    pub fn new(barrier: Arc<Barrier>, cluster: Arc<dyn Cluster>, config: CoreConfig) -> Arc<Core> {
+    pub fn new(
+        barrier: Arc<Barrier>,
+        cluster: Arc<dyn Cluster>,
+        config: CoreConfig,
+        catalog: mounts::Catalog,
+    ) -> Arc<Core> {
         let core = Arc::new(Core {
             barrier,
             cluster,
             config,
+            catalog,
             seal: seal::SealState::default(),
             unsealed: std::sync::RwLock::new(None),
             transition: AsyncMutex::new(()),
@@ -199,11 +257,19 @@ impl Core {
 
     /// The unsealed state, or `Sealed`.
     pub fn unsealed(&self) -> Result<Arc<Unsealed>, CoreError> {
-        self.unsealed
+        let state = self
+            .unsealed
             .read()
             .ok()
             .and_then(|g| g.clone())
-            .ok_or(CoreError::Sealed)
+            .ok_or(CoreError::Sealed)?;
+        if state
+            .router_stale
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            state.reload_router(&self.catalog)?;
+        }
+        Ok(state)
     }
 
     /// Caches to drop after replicated changes (runs on the apply path: cheap only).
@@ -212,7 +278,7 @@ impl Core {
             return;
         };
         for key in keys {
-            state.tokens.invalidate_key(key);
+            state.invalidate(key);
         }
     }
 
@@ -220,11 +286,28 @@ impl Core {
     async fn post_unseal(&self) -> Result<(), CoreError> {
         let store = store::LogicalStore::new(self.barrier.clone());
         let tokens = token::TokenStore::load(store.clone()).await?;
+        if store.get(mounts::MOUNTS_PATH)?.is_none() {
+            let (secret, auth) = sys::default_tables();
+            store
+                .commit(vec![
+                    store::json_put(mounts::MOUNTS_PATH, &secret)?,
+                    store::json_put(mounts::AUTH_PATH, &auth)?,
+                ])
+                .await?;
+        }
+        let router = mounts::build_router(&store, &self.catalog)?;
+        let state = Arc::new(Unsealed {
+            policies: policy_store::PolicyStore::new(store.clone()),
+            store,
+            tokens,
+            router: std::sync::RwLock::new(Arc::new(router)),
+            router_stale: std::sync::atomic::AtomicBool::new(false),
+            mount_lock: AsyncMutex::new(()),
+        });
         *self
             .unsealed
             .write()
-            .map_err(|_| CoreError::Internal("state lock poisoned".into()))? =
-            Some(Arc::new(Unsealed { store, tokens }));
+            .map_err(|_| CoreError::Internal("state lock poisoned".into()))? = Some(state);
         Ok(())
     }
 

@@ -228,6 +228,93 @@ impl TokenStore {
         Ok(())
     }
 
+    /// Look a token up by accessor.
+    pub fn lookup_accessor(&self, accessor: &str) -> Result<Option<Arc<TokenEntry>>, CoreError> {
+        if accessor.is_empty() || accessor.len() > 512 {
+            return Ok(None);
+        }
+        let Some(hash) = self
+            .store
+            .get(&format!("{ACCESSOR_PREFIX}{}", self.hash(accessor)))?
+        else {
+            return Ok(None);
+        };
+        let hash = String::from_utf8(hash)
+            .map_err(|_| CoreError::Internal("accessor index is corrupt".into()))?;
+        let now = crate::now_unix();
+        Ok(self.lookup_hash(&hash)?.filter(|e| !e.expired(now)))
+    }
+
+    /// Revoke a token and, recursively, all its children (one batch per token).
+    pub async fn revoke_tree(&self, root: &TokenEntry) -> Result<(), CoreError> {
+        let mut stack = vec![root.clone()];
+        let mut order = Vec::new();
+        while let Some(entry) = stack.pop() {
+            for child in self
+                .store
+                .list(&format!("{PARENT_PREFIX}{}/", entry.id_hash))?
+            {
+                if let Some(c) = self.lookup_hash(&child)? {
+                    stack.push((*c).clone());
+                }
+            }
+            order.push(entry);
+        }
+        // Children first, so a crash half-way never leaves an orphaned subtree.
+        for entry in order.iter().rev() {
+            self.remove(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Revoke only this token; its children become orphans.
+    pub async fn revoke_orphan(&self, entry: &TokenEntry) -> Result<(), CoreError> {
+        for child in self
+            .store
+            .list(&format!("{PARENT_PREFIX}{}/", entry.id_hash))?
+        {
+            if let Some(c) = self.lookup_hash(&child)? {
+                let mut c = (*c).clone();
+                c.parent.clear();
+                c.orphan = true;
+                self.store
+                    .commit(vec![
+                        crate::store::json_put(&format!("{TOKEN_ID_PREFIX}{}", c.id_hash), &c)?,
+                        coffer_barrier::barrier::LogicalOp::Delete {
+                            key: format!("{PARENT_PREFIX}{}/{}", entry.id_hash, c.id_hash),
+                        },
+                    ])
+                    .await?;
+                self.invalidate_key(&format!("{TOKEN_ID_PREFIX}{}", c.id_hash));
+            }
+        }
+        self.remove(entry).await
+    }
+
+    /// Replace a stored entry (renewal, use counts).
+    pub async fn update(&self, entry: &TokenEntry) -> Result<(), CoreError> {
+        self.store
+            .put_json(&format!("{TOKEN_ID_PREFIX}{}", entry.id_hash), entry)
+            .await?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(entry.id_hash.clone(), Arc::new(entry.clone()));
+        }
+        Ok(())
+    }
+
+    /// Every accessor (for `LIST auth/token/accessors`): the stored index keys are
+    /// hashes, so the accessors are read from the entries.
+    pub fn accessors(&self) -> Result<Vec<String>, CoreError> {
+        let mut out = Vec::new();
+        for hash in self.store.list(TOKEN_ID_PREFIX)? {
+            if let Some(e) = self.lookup_hash(&hash)? {
+                out.push(e.accessor.clone());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Create a root token (init, generate-root, dev mode with a chosen id).
     pub async fn create_root(&self, token: &str) -> Result<TokenEntry, CoreError> {
         self.create(

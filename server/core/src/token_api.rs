@@ -1,0 +1,493 @@
+//! `auth/token/*`: create, look up, renew and revoke service tokens (Vault's token
+//! auth method, served by the core because it owns the token store).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer_sdk::{fields, Operation};
+use serde_json::{json, Map, Value};
+
+use crate::handling::{LogicalRequest, LogicalResponse};
+use crate::token::{new_service_token, TokenEntry};
+use crate::{Core, CoreError, Unsealed};
+
+fn rfc3339(unix: i64) -> Value {
+    match chrono::DateTime::from_timestamp(unix, 0) {
+        Some(t) if unix != 0 => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        _ => Value::Null,
+    }
+}
+
+/// The `data` of a token lookup.
+pub fn lookup_json(entry: &TokenEntry, id: &str) -> Value {
+    let now = crate::now_unix();
+    let remaining = if entry.expire_time == 0 {
+        0
+    } else {
+        (entry.expire_time - now).max(0)
+    };
+    json!({
+        "accessor": entry.accessor,
+        "creation_time": entry.creation_time,
+        "creation_ttl": entry.ttl,
+        "display_name": entry.display_name,
+        "entity_id": entry.entity_id,
+        "expire_time": rfc3339(entry.expire_time),
+        "explicit_max_ttl": entry.explicit_max_ttl,
+        "id": id,
+        "issue_time": rfc3339(entry.creation_time),
+        "meta": if entry.meta.is_empty() { Value::Null } else { json!(entry.meta) },
+        "num_uses": entry.num_uses,
+        "orphan": entry.orphan,
+        "path": entry.path,
+        "period": if entry.period == 0 { Value::Null } else { json!(entry.period) },
+        "policies": entry.policies,
+        "renewable": entry.renewable,
+        "ttl": remaining,
+        "type": entry.token_type,
+    })
+}
+
+/// The `auth` block returned when a token is issued.
+pub fn auth_json(token: &str, entry: &TokenEntry) -> Value {
+    let token_policies = entry.policies.clone();
+    json!({
+        "client_token": token,
+        "accessor": entry.accessor,
+        "policies": token_policies,
+        "token_policies": token_policies,
+        "identity_policies": Value::Null,
+        "metadata": if entry.meta.is_empty() { Value::Null } else { json!(entry.meta) },
+        "lease_duration": entry.ttl,
+        "renewable": entry.renewable,
+        "entity_id": entry.entity_id,
+        "token_type": entry.token_type,
+        "orphan": entry.orphan,
+        "mfa_requirement": Value::Null,
+        "num_uses": entry.num_uses,
+    })
+}
+
+fn secs(req: &LogicalRequest, key: &str) -> Result<i64, CoreError> {
+    match req.data.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) if s.is_empty() => Ok(0),
+        Some(v) => coffer_sdk::duration::duration_from_json(v)
+            .map(|d| d.as_secs() as i64)
+            .map_err(|e| CoreError::BadRequest(format!("{key}: {e}"))),
+    }
+}
+
+fn auth_response(token: &str, entry: &TokenEntry) -> LogicalResponse {
+    LogicalResponse {
+        status: 200,
+        auth: Some(auth_json(token, entry)),
+        ..Default::default()
+    }
+}
+
+fn data_response(data: Value) -> LogicalResponse {
+    LogicalResponse {
+        status: 200,
+        data: match data {
+            Value::Object(m) => Some(m),
+            _ => Some(Map::new()),
+        },
+        ..Default::default()
+    }
+}
+
+fn empty(index: u64) -> LogicalResponse {
+    LogicalResponse {
+        status: 204,
+        index,
+        ..Default::default()
+    }
+}
+
+impl Core {
+    /// Serve `auth/token/...` (already authorised by the pipeline).
+    pub(crate) async fn handle_token(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        caller: &TokenEntry,
+        caller_token: &str,
+    ) -> Result<LogicalResponse, CoreError> {
+        let path = req.path.strip_prefix("auth/token/").unwrap_or_default();
+        let op = req.operation;
+        let write = matches!(op, Operation::Update | Operation::Create);
+        let field = |k: &str| {
+            req.data
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        match path {
+            "create" | "create-orphan" if write => {
+                self.create_token(state, req, caller, path == "create-orphan")
+                    .await
+            }
+            "lookup-self" if op == Operation::Read || write => {
+                Ok(data_response(lookup_json(caller, caller_token)))
+            }
+            "lookup" if write || op == Operation::Read => {
+                let token = field("token");
+                let entry = state
+                    .tokens
+                    .lookup(&token)?
+                    .ok_or_else(|| CoreError::BadRequest("bad token".into()))?;
+                Ok(data_response(lookup_json(&entry, &token)))
+            }
+            "lookup-accessor" if write => {
+                let entry = state
+                    .tokens
+                    .lookup_accessor(&field("accessor"))?
+                    .ok_or_else(|| CoreError::BadRequest("invalid accessor".into()))?;
+                Ok(data_response(lookup_json(&entry, "")))
+            }
+            "revoke-self" if write => {
+                state.tokens.revoke_tree(caller).await?;
+                Ok(empty(self.cluster.applied_index()))
+            }
+            "revoke" | "revoke-orphan" if write => {
+                let token = field("token");
+                if let Some(entry) = state.tokens.lookup(&token)? {
+                    if path == "revoke-orphan" {
+                        state.tokens.revoke_orphan(&entry).await?;
+                    } else {
+                        state.tokens.revoke_tree(&entry).await?;
+                    }
+                }
+                Ok(empty(self.cluster.applied_index()))
+            }
+            "revoke-accessor" if write => {
+                if let Some(entry) = state.tokens.lookup_accessor(&field("accessor"))? {
+                    state.tokens.revoke_tree(&entry).await?;
+                }
+                Ok(empty(self.cluster.applied_index()))
+            }
+            "renew-self" if write => self.renew_token(state, req, caller, caller_token).await,
+            "renew" if write => {
+                let token = field("token");
+                let entry = state
+                    .tokens
+                    .lookup(&token)?
+                    .ok_or_else(|| CoreError::BadRequest("bad token".into()))?;
+                self.renew_token(state, req, &entry, &token).await
+            }
+            "renew-accessor" if write => {
+                let entry = state
+                    .tokens
+                    .lookup_accessor(&field("accessor"))?
+                    .ok_or_else(|| CoreError::BadRequest("invalid accessor".into()))?;
+                let mut resp = self.renew_token(state, req, &entry, "").await?;
+                if let Some(Value::Object(a)) = resp.auth.as_mut() {
+                    a.insert("client_token".into(), Value::String(String::new()));
+                }
+                Ok(resp)
+            }
+            "accessors/" | "accessors" if op == Operation::List => {
+                let keys = state.tokens.accessors()?;
+                if keys.is_empty() {
+                    return Err(CoreError::NotFound(String::new()));
+                }
+                Ok(data_response(json!({ "keys": keys })))
+            }
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\". route entry not found.",
+                req.path
+            ))),
+        }
+    }
+
+    async fn create_token(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        parent: &TokenEntry,
+        orphan_path: bool,
+    ) -> Result<LogicalResponse, CoreError> {
+        let list = |k: &str| -> Result<Option<Vec<String>>, CoreError> {
+            match req.data.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => fields::as_str_list(v)
+                    .map(Some)
+                    .ok_or_else(|| CoreError::BadRequest(format!("{k} must be a list of strings"))),
+            }
+        };
+        let flag = |k: &str| -> Result<Option<bool>, CoreError> {
+            match req.data.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => fields::as_bool(v)
+                    .map(Some)
+                    .ok_or_else(|| CoreError::BadRequest(format!("{k} must be a boolean"))),
+            }
+        };
+        let token_type = req
+            .data
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("service");
+        if token_type != "service" && token_type != "default" {
+            return Err(CoreError::BadRequest(format!(
+                "token type {token_type:?} is not supported by coffer yet"
+            )));
+        }
+        let parent_root = parent.is_root();
+        let no_parent = flag("no_parent")?.unwrap_or(false);
+        if no_parent && !parent_root && !orphan_path {
+            return Err(CoreError::BadRequest(
+                "root or sudo privileges required to create orphan token".into(),
+            ));
+        }
+        let orphan = orphan_path || no_parent;
+        let custom_id = req
+            .data
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        if custom_id.is_some() && !parent_root {
+            return Err(CoreError::BadRequest(
+                "root or sudo privileges required to specify token id".into(),
+            ));
+        }
+        let no_default = flag("no_default_policy")?.unwrap_or(false);
+        let mut policies = match list("policies")? {
+            Some(p) => p
+                .into_iter()
+                .map(|s| s.trim().to_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => parent.policies.clone(),
+        };
+        if !parent_root {
+            let allowed: Vec<&String> = parent.policies.iter().collect();
+            if let Some(bad) = policies
+                .iter()
+                .find(|p| *p != "default" && !allowed.contains(p))
+            {
+                return Err(CoreError::BadRequest(format!(
+                    "child policies must be subset of parent policies: {bad} is not"
+                )));
+            }
+        }
+        if no_default {
+            policies.retain(|p| p != "default");
+        } else if !policies.iter().any(|p| p == "root" || p == "default") {
+            policies.push("default".into());
+        }
+        if policies.is_empty() {
+            policies.push("default".into());
+        }
+        let is_root_token = policies.iter().any(|p| p == "root");
+        let ttl = secs(req, "ttl")?;
+        let explicit_max = secs(req, "explicit_max_ttl")?;
+        let period = secs(req, "period")?;
+        let num_uses = req
+            .data
+            .get("num_uses")
+            .map(|v| {
+                fields::as_i64(v).filter(|n| *n >= 0).ok_or_else(|| {
+                    CoreError::BadRequest("num_uses must be a non-negative integer".into())
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let sys_default = self.config.default_lease_ttl.as_secs() as i64;
+        let sys_max = self.config.max_lease_ttl.as_secs() as i64;
+        let mut effective = if period > 0 {
+            period
+        } else if ttl > 0 {
+            ttl.min(sys_max)
+        } else if is_root_token {
+            0
+        } else {
+            sys_default
+        };
+        if explicit_max > 0 && (effective == 0 || effective > explicit_max) {
+            effective = explicit_max;
+        }
+        // A child never outlives a parent that expires.
+        if parent.expire_time != 0 {
+            let left = parent.expire_time - crate::now_unix();
+            if effective == 0 || effective > left {
+                effective = left.max(1);
+            }
+        }
+        let now = crate::now_unix();
+        let mut meta = BTreeMap::new();
+        if let Some(m) = req.data.get("meta") {
+            match m {
+                Value::Object(obj) => {
+                    for (k, v) in obj {
+                        let v = v.as_str().ok_or_else(|| {
+                            CoreError::BadRequest("meta values must be strings".into())
+                        })?;
+                        meta.insert(k.clone(), v.to_string());
+                    }
+                }
+                Value::Null => {}
+                _ => {
+                    return Err(CoreError::BadRequest(
+                        "meta must be a map of strings".into(),
+                    ))
+                }
+            }
+        }
+        let display = req
+            .data
+            .get("display_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let display_name = if display.is_empty() {
+            "token".to_string()
+        } else {
+            format!("token-{display}")
+        };
+        let entry = TokenEntry {
+            policies,
+            parent: if orphan {
+                String::new()
+            } else {
+                parent.id_hash.clone()
+            },
+            path: if orphan_path {
+                "auth/token/create-orphan".into()
+            } else {
+                "auth/token/create".into()
+            },
+            meta,
+            display_name,
+            num_uses,
+            creation_time: now,
+            ttl: effective,
+            expire_time: if effective == 0 { 0 } else { now + effective },
+            explicit_max_ttl: explicit_max,
+            period,
+            renewable: flag("renewable")?.unwrap_or(true) && effective != 0,
+            token_type: "service".into(),
+            orphan,
+            ..Default::default()
+        };
+        let token = custom_id
+            .map(String::from)
+            .unwrap_or_else(new_service_token);
+        if state.tokens.lookup(&token)?.is_some() {
+            return Err(CoreError::BadRequest(
+                "token with this ID already exists".into(),
+            ));
+        }
+        let entry = state.tokens.create(&token, entry).await?;
+        let mut resp = auth_response(&token, &entry);
+        resp.index = self.cluster.applied_index();
+        Ok(resp)
+    }
+
+    /// Turn an auth method's login answer into a token.
+    pub(crate) async fn issue_login_token(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        mount: &crate::mounts::Mounted,
+        login: coffer_sdk::LoginAuth,
+    ) -> Result<(String, TokenEntry), CoreError> {
+        let mut policies: Vec<String> = login
+            .policies
+            .iter()
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !login.no_default_policy && !policies.iter().any(|p| p == "default") {
+            policies.push("default".into());
+        }
+        if policies.iter().any(|p| p == "root") {
+            return Err(CoreError::BadRequest(
+                "auth methods cannot create root tokens".into(),
+            ));
+        }
+        let mount_default = if mount.entry.config.default_lease_ttl == 0 {
+            self.config.default_lease_ttl.as_secs()
+        } else {
+            mount.entry.config.default_lease_ttl
+        } as i64;
+        let mount_max = if mount.entry.config.max_lease_ttl == 0 {
+            self.config.max_lease_ttl.as_secs()
+        } else {
+            mount.entry.config.max_lease_ttl
+        } as i64;
+        let period = login.period.as_secs() as i64;
+        let mut ttl = if period > 0 {
+            period
+        } else if login.ttl.is_zero() {
+            mount_default
+        } else {
+            login.ttl.as_secs() as i64
+        };
+        let max = if login.max_ttl.is_zero() {
+            mount_max
+        } else {
+            (login.max_ttl.as_secs() as i64).min(mount_max)
+        };
+        ttl = ttl.min(max).max(1);
+        let now = crate::now_unix();
+        let mount_name = mount.entry.path.trim_end_matches('/').replace('/', "-");
+        let entry = TokenEntry {
+            policies,
+            path: req.path.clone(),
+            meta: login.metadata.clone(),
+            display_name: if login.display_name.is_empty() {
+                mount_name
+            } else {
+                format!("{mount_name}-{}", login.display_name)
+            },
+            num_uses: login.num_uses as i64,
+            creation_time: now,
+            ttl,
+            expire_time: now + ttl,
+            explicit_max_ttl: if login.max_ttl.is_zero() { 0 } else { max },
+            period,
+            renewable: login.renewable,
+            token_type: "service".into(),
+            orphan: true,
+            ..Default::default()
+        };
+        let token = new_service_token();
+        let entry = state.tokens.create(&token, entry).await?;
+        Ok((token, entry))
+    }
+
+    async fn renew_token(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        entry: &TokenEntry,
+        token: &str,
+    ) -> Result<LogicalResponse, CoreError> {
+        if !entry.renewable || entry.expire_time == 0 {
+            return Err(CoreError::BadRequest("lease is not renewable".into()));
+        }
+        let increment = secs(req, "increment")?;
+        let now = crate::now_unix();
+        let mut ttl = if entry.period > 0 {
+            entry.period
+        } else if increment > 0 {
+            increment
+        } else {
+            entry.ttl
+        };
+        ttl = ttl.min(self.config.max_lease_ttl.as_secs() as i64);
+        if entry.explicit_max_ttl > 0 {
+            let hard_end = entry.creation_time + entry.explicit_max_ttl;
+            ttl = ttl.min((hard_end - now).max(0));
+        }
+        let mut renewed = entry.clone();
+        renewed.ttl = ttl;
+        renewed.expire_time = now + ttl;
+        state.tokens.update(&renewed).await?;
+        let mut resp = auth_response(token, &renewed);
+        resp.index = self.cluster.applied_index();
+        Ok(resp)
+    }
+}
