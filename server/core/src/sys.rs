@@ -331,7 +331,8 @@ impl Core {
             } else {
                 acl.capability_names(path)
             };
-            let caps = if caps.is_empty() { vec!["deny"] } else { caps };
+            let mut caps = if caps.is_empty() { vec!["deny"] } else { caps };
+            caps.sort_unstable();
             all.extend(caps.iter().map(|s| s.to_string()));
             data.insert(path.to_string(), json!(caps));
         }
