@@ -1,0 +1,6 @@
+//! Integration tests for coffer-policies, in one test binary: the ACL case table, the
+//! shipped example policies, and a property test against a naive reference evaluator.
+
+mod examples;
+mod reference;
+mod table;
