@@ -3,5 +3,6 @@
 
 mod barrier_canary;
 mod harness;
+mod kv;
 mod pipeline;
 mod seal;

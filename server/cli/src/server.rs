@@ -267,7 +267,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
 /// Every built-in plugin, by type name (Vault's builtin catalog).
 pub fn catalog() -> coffer_core::mounts::Catalog {
-    coffer_core::mounts::Catalog::new()
+    coffer_core::mounts::Catalog::new().secret("kv", coffer_plugin_kv::factory)
 }
 
 /// The cluster address: the API port + 1 on the same host, as Vault does.
@@ -303,6 +303,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .init_dev(args.dev_root_token_id.clone())
             .await
             .map_err(|e| anyhow::anyhow!("dev init: {e}"))?;
+        mount_dev_kv(&running.core)
+            .await
+            .map_err(|e| anyhow::anyhow!("dev mode: mounting secret/: {e}"))?;
         print_dev_banner(&addr, &unseal_key, &root_token);
     } else {
         tracing::info!(address = %addr, "coffer server started; it is sealed until unsealed");
@@ -314,6 +317,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         http.stop(true).await;
     });
     running.wait().await
+}
+
+/// Dev mode mounts KV v2 at `secret/`, as Vault's dev server does.
+async fn mount_dev_kv(core: &Core) -> Result<(), coffer_core::CoreError> {
+    let state = core.unsealed()?;
+    let entry = coffer_core::mounts::MountEntry {
+        path: "secret/".into(),
+        kind: "kv".into(),
+        description: "key/value secret storage".into(),
+        accessor: String::new(),
+        uuid: String::new(),
+        config: Default::default(),
+        options: [("version".to_string(), "2".to_string())].into(),
+        local: false,
+        seal_wrap: false,
+    };
+    core.mount(&state, coffer_core::mounts::Table::Secret, entry)
+        .await?;
+    Ok(())
 }
 
 async fn shutdown_signal() {
