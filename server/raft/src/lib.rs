@@ -18,6 +18,7 @@
 // helpers return it unchanged rather than boxing it only to unbox it at the trait edge.
 #![allow(clippy::result_large_err)]
 
+mod batcher;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -35,9 +36,10 @@ use std::time::Duration;
 use coffer_storage::kv::{KvStore, MemKv, SledKv, DEFAULT_CACHE_CAPACITY};
 use coffer_storage::wal::{FileWal, FileWalOptions, MemWal, Wal};
 use coffer_storage::{ApplyListener, Backend, Op, StorageError};
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 
+use crate::batcher::Batcher;
 pub use crate::log_store::LogStore;
 pub use crate::network::{configure, NetworkFactory};
 pub use crate::state_machine::StateMachine;
@@ -83,6 +85,8 @@ pub struct RaftNode {
     node: Node,
     raft: Raft,
     sm: StateMachine,
+    log: LogStore,
+    batcher: Batcher,
     committed: Arc<AtomicU64>,
     stopped: AtomicBool,
 }
@@ -113,9 +117,16 @@ impl RaftNode {
 
         let config = raft_config().validate().map_err(unavailable)?;
         let network = NetworkFactory::new(opts.node_id, opts.client.clone(), opts.tls);
-        let raft = openraft::Raft::new(opts.node_id, Arc::new(config), network, log, sm.clone())
-            .await
-            .map_err(unavailable)?;
+        let raft = openraft::Raft::new(
+            opts.node_id,
+            Arc::new(config),
+            network,
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(unavailable)?;
+        let batcher = Batcher::start(raft.clone());
         Ok(Arc::new(RaftNode {
             id: opts.node_id,
             node: Node {
@@ -124,6 +135,8 @@ impl RaftNode {
             },
             raft,
             sm,
+            log,
+            batcher,
             committed,
             stopped: AtomicBool::new(false),
         }))
@@ -225,13 +238,14 @@ impl RaftNode {
         &self.sm
     }
 
-    /// Stop Raft and flush the state store. The node answers `Unavailable` afterwards;
-    /// drop it to release the data directory.
+    /// Stop Raft, finish and close the log, and flush the state store. The node answers
+    /// `Unavailable` afterwards; drop it to release the data directory.
     pub async fn shutdown(&self) -> Result<(), StorageError> {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.raft.shutdown().await.map_err(unavailable)?;
+        self.log.close().await?;
         self.sm.flush()
     }
 
@@ -240,18 +254,6 @@ impl RaftNode {
             return Err(unavailable("raft node is shut down"));
         }
         Ok(())
-    }
-
-    fn not_leader(&self, leader_id: Option<u64>, leader_node: Option<Node>) -> StorageError {
-        let node = leader_node.or_else(|| {
-            let id = leader_id?;
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            m.membership_config.membership().get_node(&id).cloned()
-        });
-        StorageError::NotLeader {
-            leader: node.map(|n| n.api_addr),
-        }
     }
 }
 
@@ -267,17 +269,7 @@ impl Backend for RaftNode {
 
     async fn commit(&self, ops: Vec<Op>) -> Result<u64, StorageError> {
         self.check_running()?;
-        let env = Envelope::batch(&ops).map_err(|e| StorageError::Io(e.to_string()))?;
-        match self.raft.client_write(env).await {
-            Ok(resp) => Ok(resp.log_id.index),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(self.not_leader(f.leader_id, f.leader_node))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(unavailable(e))
-            }
-            Err(RaftError::Fatal(e)) => Err(unavailable(e)),
-        }
+        self.batcher.commit(ops).await
     }
 
     fn add_apply_listener(&self, listener: ApplyListener) {

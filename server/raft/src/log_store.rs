@@ -2,27 +2,40 @@
 //!
 //! Entries are encoded with rmp-serde, one WAL record each. Every non-purged entry is also
 //! kept decoded in memory, so reads (replication, re-apply) never touch the disk; the
-//! snapshot policy keeps that set small. `append` reports the I/O complete to openraft
-//! only after the WAL synced the batch; while it syncs, new client writes queue up in
-//! openraft and form the next batch (group commit). The vote goes to the WAL's
-//! atomically replaced meta file; the committed log id to its unsynced hint file.
+//! snapshot policy keeps that set small.
+//!
+//! **Writes.** The WAL is owned by one writer thread fed through a channel, so blocking
+//! file I/O never runs on a tokio worker. `append` queues its entries and returns; the
+//! writer writes every append queued by then with one `write` and one `sync_data`, and
+//! only then calls each `callback.log_io_completed`. (openraft 0.9's core awaits each
+//! append's completion before the next, so one append is one fsync here; concurrent
+//! client writes share an entry, and so an fsync, through the node's commit batcher.)
+//! Truncate, purge and the vote go through the same queue, so they are ordered after
+//! earlier appends, and are awaited. The vote lives in the WAL's atomically replaced meta
+//! file; the committed log id in its unsynced hint file.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 
 use coffer_storage::wal::{Wal, WalError, WalRecord};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
 use openraft::{RaftLogId, Vote};
+use tokio::sync::oneshot;
 
 use crate::types::{Entry, LogId, RaftStorageError, TypeConfig};
 
 const VOTE_KEY: &str = "raft.vote";
 
-/// Sentinel in [`LogStore::committed_index`] for "nothing known committed".
+/// Appends merged into one write + sync at most.
+const MAX_GROUP: usize = 4096;
+
+/// Sentinel in the committed-index cell for "nothing known committed".
 pub(crate) const NO_INDEX: u64 = u64::MAX;
 
 fn io_error(
@@ -51,12 +64,121 @@ fn encode<T: serde::Serialize>(
     rmp_serde::to_vec_named(v).map_err(|e| io_error(subject, ErrorVerb::Write, e))
 }
 
+fn writer_gone() -> WalError {
+    WalError::Io {
+        context: "talking to the wal writer".into(),
+        source: std::io::Error::other("the wal writer thread has stopped"),
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), WalError>>;
+
+/// Work for the writer thread, executed in queue order.
+enum WalCmd {
+    Append {
+        records: Vec<WalRecord>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Truncate {
+        from: u64,
+        reply: Reply,
+    },
+    Purge {
+        upto: u64,
+        id: Vec<u8>,
+        reply: Reply,
+    },
+    SetMeta {
+        name: &'static str,
+        value: Vec<u8>,
+        reply: Reply,
+    },
+    SaveHint {
+        value: Vec<u8>,
+    },
+    Stop {
+        reply: Reply,
+    },
+}
+
+fn writer_loop(mut wal: Box<dyn Wal>, rx: mpsc::Receiver<WalCmd>) {
+    let mut next: Option<WalCmd> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+        };
+        match cmd {
+            WalCmd::Append {
+                mut records,
+                callback,
+            } => {
+                let mut callbacks = vec![callback];
+                while callbacks.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(WalCmd::Append {
+                            records: more,
+                            callback,
+                        }) => {
+                            records.extend(more);
+                            callbacks.push(callback);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                match wal.append(&records) {
+                    Ok(()) => {
+                        for cb in callbacks {
+                            cb.log_io_completed(Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "raft log: append failed");
+                        for cb in callbacks {
+                            cb.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                        }
+                    }
+                }
+            }
+            WalCmd::Truncate { from, reply } => {
+                let _ = reply.send(wal.truncate(from));
+            }
+            WalCmd::Purge { upto, id, reply } => {
+                let _ = reply.send(wal.purge(upto, &id));
+            }
+            WalCmd::SetMeta { name, value, reply } => {
+                let _ = reply.send(wal.set_meta(name, &value));
+            }
+            WalCmd::SaveHint { value } => {
+                if let Err(e) = wal.save_hint(&value) {
+                    // Only a hint: losing it means re-applying from an older point.
+                    tracing::warn!(error = %e, "raft log: could not save the committed hint");
+                }
+            }
+            WalCmd::Stop { reply } => {
+                drop(wal);
+                let _ = reply.send(Ok(()));
+                return;
+            }
+        }
+    }
+}
+
 struct Shared {
-    wal: Mutex<Box<dyn Wal>>,
+    tx: mpsc::Sender<WalCmd>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     /// Decoded entries above the purged log id.
     entries: RwLock<BTreeMap<u64, Entry>>,
     last_purged: RwLock<Option<LogId>>,
     vote: RwLock<Option<Vote<u64>>>,
+    committed_id: RwLock<Option<LogId>>,
     committed: Arc<AtomicU64>,
 }
 
@@ -67,7 +189,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Load the log from `wal`: decode every surviving entry, the purged id and the vote.
+    /// Load the log from `wal` (every surviving entry, the purged id, the vote and the
+    /// committed hint) and start its writer thread.
     pub fn open(wal: Box<dyn Wal>) -> Result<LogStore, RaftStorageError> {
         let mut entries = BTreeMap::new();
         for rec in wal
@@ -101,12 +224,25 @@ impl LogStore {
             ),
             None => None,
         };
+        // The hint is unsynced: unreadable means no evidence, not an error.
+        let committed_id = wal
+            .hint()
+            .and_then(|b| rmp_serde::from_slice::<Option<LogId>>(&b).ok())
+            .flatten();
+
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("coffer-raft-wal".into())
+            .spawn(move || writer_loop(wal, rx))
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
-                wal: Mutex::new(wal),
+                tx,
+                writer: Mutex::new(Some(writer)),
                 entries: RwLock::new(entries),
                 last_purged: RwLock::new(last_purged),
                 vote: RwLock::new(vote),
+                committed_id: RwLock::new(committed_id),
                 committed: Arc::new(AtomicU64::new(NO_INDEX)),
             }),
         })
@@ -118,6 +254,27 @@ impl LogStore {
         self.shared.committed.clone()
     }
 
+    /// Finish every queued WAL write, then stop the writer thread and close the files.
+    /// Later writes fail. Call after Raft has shut down.
+    pub async fn close(&self) -> Result<(), WalError> {
+        let Some(handle) = lock(&self.shared.writer).take() else {
+            return Ok(());
+        };
+        let res = self.request(|reply| WalCmd::Stop { reply }).await;
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        res
+    }
+
+    fn send(&self, cmd: WalCmd) -> Result<(), WalError> {
+        self.shared.tx.send(cmd).map_err(|_| writer_gone())
+    }
+
+    async fn request(&self, make: impl FnOnce(Reply) -> WalCmd) -> Result<(), WalError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
     fn last_log_id(&self) -> Option<LogId> {
         let from_entries = read(&self.shared.entries)
             .values()
@@ -125,34 +282,16 @@ impl LogStore {
             .map(|e| e.log_id);
         from_entries.or_else(|| *read(&self.shared.last_purged))
     }
-
-    /// Run a WAL operation on the blocking pool (it may fsync).
-    async fn with_wal<T, F>(&self, f: F) -> Result<T, WalError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Wal) -> Result<T, WalError> + Send + 'static,
-    {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut wal = lock(&shared.wal);
-            f(wal.as_mut())
-        })
-        .await
-        .map_err(|e| WalError::Io {
-            context: "joining a wal task".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-    }
 }
 
-// The locks guard plain maps that are never left half-updated by a panic.
+// The locks guard plain values that are never left half-updated by a panic.
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
-fn lock<T: ?Sized>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -183,10 +322,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), RaftStorageError> {
-        let bytes = encode(ErrorSubject::Vote, vote)?;
-        self.with_wal(move |wal| wal.set_meta(VOTE_KEY, &bytes))
-            .await
-            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let value = encode(ErrorSubject::Vote, vote)?;
+        self.request(|reply| WalCmd::SetMeta {
+            name: VOTE_KEY,
+            value,
+            reply,
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         *write(&self.shared.vote) = Some(*vote);
         Ok(())
     }
@@ -196,11 +339,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
-        let bytes = encode(ErrorSubject::Store, &committed)?;
-        // A lost hint only means re-applying from an older committed id: no sync.
-        lock(&self.shared.wal)
-            .save_hint(&bytes)
+        let value = encode(ErrorSubject::Store, &committed)?;
+        // Fire and forget: a lost hint only means re-applying from an older point.
+        self.send(WalCmd::SaveHint { value })
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        *write(&self.shared.committed_id) = committed;
         self.shared
             .committed
             .store(committed.map_or(NO_INDEX, |c| c.index), Ordering::Release);
@@ -208,15 +351,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
-        let Some(bytes) = lock(&self.shared.wal).hint() else {
-            return Ok(None);
-        };
-        // The hint is unsynced: if it is unreadable, or newer than what the log kept
-        // (a torn tail was cut), it is no evidence of anything.
-        let Ok(committed) = rmp_serde::from_slice::<Option<LogId>>(&bytes) else {
-            return Ok(None);
-        };
-        let committed = match (committed, self.last_log_id()) {
+        // A hint newer than what the log kept (a torn tail was cut) is no evidence.
+        let committed = match (*read(&self.shared.committed_id), self.last_log_id()) {
             (Some(c), Some(last)) if c <= last => Some(c),
             _ => None,
         };
@@ -252,30 +388,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             });
         }
         {
+            // Readable at once (replication may start before the local sync completes;
+            // the leader counts its own copy only once the callback fired).
             let mut map = write(&self.shared.entries);
             for e in entries {
                 map.insert(e.log_id.index, e);
             }
         }
-        match self.with_wal(move |wal| wal.append(&records)).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(wal_write_error(e))
-            }
-        }
+        self.send(WalCmd::Append { records, callback })
+            .map_err(wal_write_error)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(%log_id, "raft log: truncate");
-        let index = log_id.index;
-        self.with_wal(move |wal| wal.truncate(index))
+        let from = log_id.index;
+        self.request(|reply| WalCmd::Truncate { from, reply })
             .await
             .map_err(wal_write_error)?;
-        write(&self.shared.entries).split_off(&index);
+        write(&self.shared.entries).split_off(&from);
         Ok(())
     }
 
@@ -285,13 +415,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         }
         let id = encode(ErrorSubject::Logs, &log_id)?;
-        let index = log_id.index;
-        self.with_wal(move |wal| wal.purge(index, &id))
+        let upto = log_id.index;
+        self.request(|reply| WalCmd::Purge { upto, id, reply })
             .await
             .map_err(wal_write_error)?;
         *write(&self.shared.last_purged) = Some(log_id);
         let mut map = write(&self.shared.entries);
-        *map = map.split_off(&(index + 1));
+        *map = map.split_off(&upto.saturating_add(1));
         Ok(())
     }
 }

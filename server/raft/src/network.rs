@@ -203,8 +203,18 @@ impl RaftNetwork<TypeConfig> for Network {
 
 /// Serve the three Raft RPC endpoints for `raft` (use with `App::configure`):
 ///
-/// ```ignore
-/// App::new().configure(|cfg| coffer_raft::network::configure(cfg, node.raft()))
+/// ```no_run
+/// # fn serve(node: std::sync::Arc<coffer_raft::RaftNode>) -> std::io::Result<()> {
+/// let raft = node.raft().clone();
+/// let server = actix_web::HttpServer::new(move || {
+///     let raft = raft.clone();
+///     actix_web::App::new().configure(move |cfg| coffer_raft::configure(cfg, raft))
+/// })
+/// .bind("127.0.0.1:8201")?
+/// .run();
+/// tokio::spawn(server);
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// The handle and the raised body limit are scoped to these endpoints only.

@@ -444,31 +444,58 @@ async fn an_unknown_entry_stops_the_node_instead_of_being_skipped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_commits_all_land() {
+async fn concurrent_commits_share_entries_and_all_land() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start(Some(dir.path())).await;
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    node.add_apply_listener(Arc::new(move |i, keys| {
+        seen2.lock().expect("lock").push((i, keys.to_vec()))
+    }));
     let mut tasks = Vec::new();
     for t in 0..16 {
         let node = node.clone();
         tasks.push(tokio::spawn(async move {
             let mut idx = Vec::new();
             for i in 0..10 {
-                idx.push(
-                    node.commit(vec![put(&format!("c/{t}/{i}"), b"v")])
-                        .await
-                        .expect("commit"),
-                );
+                let ops = vec![
+                    put(&format!("c/{t}/{i}"), b"v"),
+                    put(&format!("d/{t}/{i}"), b"w"),
+                ];
+                idx.push(node.commit(ops).await.expect("commit"));
             }
             idx
         }));
     }
-    let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.expect("join"));
+        let idx = t.await.expect("join");
+        // One caller's commits are sequential: each lands in a later entry.
+        assert!(idx.windows(2).all(|w| w[0] < w[1]), "{idx:?}");
     }
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(all.len(), 160, "every commit gets its own index");
     assert_eq!(node.list("c/").expect("list").len(), 16);
+    assert_eq!(
+        node.state_machine()
+            .kv()
+            .keys_with_prefix("")
+            .expect("keys")
+            .len(),
+        320
+    );
+    // Every key was reported once, together with its batch partner, at one index.
+    let seen = seen.lock().expect("lock").clone();
+    let mut reported: Vec<&String> = seen.iter().flat_map(|(_, keys)| keys).collect();
+    assert_eq!(reported.len(), 320);
+    reported.sort();
+    reported.dedup();
+    assert_eq!(reported.len(), 320);
+    for (_, keys) in seen.iter() {
+        for pair in keys.chunks(2) {
+            assert_eq!(
+                pair[0].replacen("c/", "d/", 1),
+                pair[1],
+                "a batch was split"
+            );
+        }
+    }
     node.shutdown().await.expect("shutdown");
 }
