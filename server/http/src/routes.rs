@@ -42,32 +42,34 @@ async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
 }
 
 /// Decode a JSON object body; empty means `{}`.
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, HttpResponse> {
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error_response(
-            400,
-            vec!["failed to parse JSON input: the body must be a JSON object".into()],
-        )),
-        Err(e) => Err(error_response(
-            400,
-            vec![format!("failed to parse JSON input: {e}")],
-        )),
+        Ok(_) => Err("failed to parse JSON input: the body must be a JSON object".into()),
+        Err(e) => Err(format!("failed to parse JSON input: {e}")),
     }
 }
 
 /// Decode a typed body for a bare endpoint.
-fn parse_typed<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpResponse> {
+fn parse_typed<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, BadBody> {
     let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body
     };
-    serde_json::from_slice(text)
-        .map_err(|e| error_response(400, vec![format!("failed to parse JSON input: {e}")]))
+    serde_json::from_slice(text).map_err(|e| BadBody(format!("failed to parse JSON input: {e}")))
+}
+
+/// A body that did not decode: rendered as a 400 in Vault's envelope.
+struct BadBody(String);
+
+impl BadBody {
+    fn response(self) -> HttpResponse {
+        error_response(400, vec![self.0])
+    }
 }
 
 fn query_map(req: &HttpRequest) -> BTreeMap<String, String> {
@@ -178,14 +180,14 @@ async fn bare_sys(
         ),
         "sys/init" if is_put => match parse_typed::<InitRequest>(body) {
             Ok(init) => result(core.init(init).await),
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         "sys/init" => method_not_allowed(),
         "sys/seal-status" if is_get => result(core.seal_status()),
         "sys/seal-status" => method_not_allowed(),
         "sys/unseal" if is_put => match parse_typed::<UnsealBody>(body) {
             Ok(b) => result(core.unseal(b.key.as_deref(), b.reset).await),
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         "sys/unseal" => method_not_allowed(),
         "sys/health" if is_get || method == Method::HEAD => health(req, method, state),
@@ -202,7 +204,7 @@ async fn bare_sys(
             Ok(b) => {
                 result(core.rekey_init(b.secret_shares, b.secret_threshold, b.require_verification))
             }
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         "sys/rekey/init" if method == Method::DELETE => match core.rekey_cancel() {
             Ok(()) => no_content(),
@@ -210,12 +212,12 @@ async fn bare_sys(
         },
         "sys/rekey/update" if is_put => match parse_typed::<KeyNonceBody>(body) {
             Ok(b) => result(core.rekey_update(&b.key, &b.nonce).await),
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         "sys/generate-root/attempt" if is_get => result(core.generate_root_status()),
         "sys/generate-root/attempt" if is_put => match parse_typed::<GenerateRootBody>(body) {
             Ok(b) => result(core.generate_root_init(b.otp.as_deref(), b.pgp_key.as_deref())),
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         "sys/generate-root/attempt" if method == Method::DELETE => {
             match core.generate_root_cancel() {
@@ -225,7 +227,7 @@ async fn bare_sys(
         }
         "sys/generate-root/update" if is_put => match parse_typed::<KeyNonceBody>(body) {
             Ok(b) => result(core.generate_root_update(&b.key, &b.nonce).await),
-            Err(resp) => resp,
+            Err(bad) => bad.response(),
         },
         _ => return None,
     };
@@ -235,14 +237,14 @@ async fn bare_sys(
 /// `sys/health` with Vault's code-override query parameters.
 fn health(req: &HttpRequest, method: &Method, state: &AppState) -> HttpResponse {
     let query = query_map(req);
-    let code = |name: &str, default: u16| -> Result<u16, HttpResponse> {
+    let code = |name: &str, default: u16| -> Result<u16, BadBody> {
         match query.get(name) {
             None => Ok(default),
             Some(v) => v
                 .parse::<u16>()
                 .ok()
                 .filter(|c| (100..=599).contains(c))
-                .ok_or_else(|| error_response(400, vec![format!("bad code for {name}: {v:?}")])),
+                .ok_or_else(|| BadBody(format!("bad code for {name}: {v:?}"))),
         }
     };
     let flag = |name: &str| {
@@ -264,7 +266,7 @@ fn health(req: &HttpRequest, method: &Method, state: &AppState) -> HttpResponse 
     };
     let status = match status {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(bad) => return bad.response(),
     };
     if method == Method::HEAD {
         return HttpResponse::build(
@@ -329,7 +331,7 @@ async fn logical(
     } else {
         match parse_object(body) {
             Ok(m) => m,
-            Err(resp) => return resp,
+            Err(msg) => return error_response(400, vec![msg]),
         }
     };
     if operation == Operation::List && !path.ends_with('/') {

@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+        let cases: &[Case] = &[
             ("config", "config", Some(&[])),
             ("config", "configx", None),
             ("keys/{name}", "keys/k1", Some(&[("name", "k1")])),
