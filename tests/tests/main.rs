@@ -1,6 +1,7 @@
 //! Coffer's integration tests: one test binary (like ripgrep's) with a module per
 //! suite. Every test starts real `coffer server` processes on 127.0.0.1 ports.
 
+mod audit;
 mod barrier_canary;
 mod harness;
 mod kv;

@@ -75,6 +75,24 @@ pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     Ok(trimmed.to_string())
 }
 
+/// What the audit log records of a response (hashed by each device).
+fn audit_view(resp: &LogicalResponse) -> Value {
+    let mut map = Map::new();
+    if let Some(d) = &resp.data {
+        map.insert("data".into(), Value::Object(d.clone()));
+    }
+    if let Some(a) = &resp.auth {
+        map.insert("auth".into(), a.clone());
+    }
+    if let Some(w) = &resp.wrap_info {
+        map.insert("wrap_info".into(), w.clone());
+    }
+    if !resp.warnings.is_empty() {
+        map.insert("warnings".into(), Value::from(resp.warnings.clone()));
+    }
+    Value::Object(map)
+}
+
 enum Target {
     Sys,
     Token,
@@ -161,17 +179,51 @@ impl Core {
             self.authorize(&state, entry, &req, acl_operation(req.operation), root_path)?;
             self.use_token(&state, entry).await?;
         }
-        let mut resp = match &target {
-            Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await?,
-            Target::Token => {
-                let caller = entry.as_deref().ok_or(CoreError::PermissionDenied)?;
-                self.handle_token(&state, &req, caller, &token).await?
-            }
+        let mount_type = match &target {
+            Target::Sys => "system".to_string(),
+            Target::Token => "token".to_string(),
+            Target::Mount(m, _) => m.entry.kind.clone(),
+        };
+        let no_policies = Vec::new();
+        let record = crate::audit::AuditRecord {
+            id: &request_id,
+            operation: req.operation.as_str(),
+            path: &req.path,
+            client_token: if entry.is_some() { &token } else { "" },
+            accessor: entry.as_deref().map(|e| e.accessor.as_str()).unwrap_or(""),
+            display_name: entry
+                .as_deref()
+                .map(|e| e.display_name.as_str())
+                .unwrap_or(""),
+            policies: entry
+                .as_deref()
+                .map(|e| &e.policies)
+                .unwrap_or(&no_policies),
+            data: &req.data,
+            remote_address: req.remote_addr.as_deref().unwrap_or(""),
+            mount_type: &mount_type,
+        };
+        state.audit.log_request(&record)?;
+        let result = match &target {
+            Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await,
+            Target::Token => match entry.as_deref() {
+                Some(caller) => self.handle_token(&state, &req, caller, &token).await,
+                None => Err(CoreError::PermissionDenied),
+            },
             Target::Mount(m, rest) => {
                 self.handle_mount(&state, &req, m, rest, entry.as_deref(), &request_id)
-                    .await?
+                    .await
             }
         };
+        if state.audit.enabled() {
+            match &result {
+                Ok(resp) => state.audit.log_response(&record, &audit_view(resp), None)?,
+                Err(e) => state
+                    .audit
+                    .log_response(&record, &Value::Null, Some(&e.to_string()))?,
+            }
+        }
+        let mut resp = result?;
         resp.request_id = request_id;
         if resp.index == 0
             && matches!(

@@ -5,6 +5,7 @@
 //! HTTP, sled or openraft: it sees the barrier, the policies crate, the sdk, and a small
 //! [`Cluster`] trait for leadership facts.
 
+pub mod audit;
 pub mod cubbyhole;
 pub mod handling;
 pub mod mounts;
@@ -158,6 +159,9 @@ pub struct Unsealed {
     router_stale: std::sync::atomic::AtomicBool,
     /// Serialises mount-table changes.
     pub mount_lock: AsyncMutex<()>,
+    /// Audit devices.
+    pub audit: audit::AuditBroker,
+    audit_stale: std::sync::atomic::AtomicBool,
 }
 
 impl Unsealed {
@@ -182,6 +186,11 @@ impl Unsealed {
     fn invalidate(&self, key: &str) {
         self.tokens.invalidate_key(key);
         self.policies.invalidate_key(key);
+        if key == audit::AUDIT_PATH {
+            self.audit_stale
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
         if key == mounts::MOUNTS_PATH || key == mounts::AUTH_PATH {
             self.router_stale
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -269,6 +278,12 @@ impl Core {
         {
             state.reload_router(&self.catalog)?;
         }
+        if state
+            .audit_stale
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            state.audit.reload(&state.store)?;
+        }
         Ok(state)
     }
 
@@ -296,6 +311,7 @@ impl Core {
                 .await?;
         }
         let router = mounts::build_router(&store, &self.catalog)?;
+        let audit = audit::AuditBroker::load(&store)?;
         let state = Arc::new(Unsealed {
             policies: policy_store::PolicyStore::new(store.clone()),
             store,
@@ -303,6 +319,8 @@ impl Core {
             router: std::sync::RwLock::new(Arc::new(router)),
             router_stale: std::sync::atomic::AtomicBool::new(false),
             mount_lock: AsyncMutex::new(()),
+            audit,
+            audit_stale: std::sync::atomic::AtomicBool::new(false),
         });
         *self
             .unsealed

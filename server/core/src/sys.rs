@@ -195,6 +195,22 @@ impl Core {
             "capabilities-self" | "capabilities" | "capabilities-accessor" if write => {
                 self.capabilities(state, path, req, token)
             }
+            "audit" if op == Operation::Read => {
+                let mut map = Map::new();
+                for row in state.audit.table() {
+                    map.insert(
+                        row.path.clone(),
+                        json!({
+                            "type": row.kind,
+                            "description": row.description,
+                            "options": row.options,
+                            "local": row.local,
+                            "path": row.path,
+                        }),
+                    );
+                }
+                Ok(ok_top(Value::Object(map)))
+            }
             "internal/ui/mounts" if op == Operation::Read => {
                 let mut secret = Map::new();
                 let mut auth = Map::new();
@@ -215,6 +231,57 @@ impl Core {
                 }
                 if let Some(rest) = path.strip_prefix("internal/ui/mounts/") {
                     return self.ui_mount(state, rest);
+                }
+                if let Some(rest) = path.strip_prefix("audit-hash/") {
+                    let device = state
+                        .audit
+                        .device(&normalize_mount_path(rest)?)
+                        .ok_or_else(|| {
+                            CoreError::BadRequest(format!("unknown audit backend {rest}"))
+                        })?;
+                    let input = req
+                        .data
+                        .get("input")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            CoreError::BadRequest("the \"input\" parameter is required".into())
+                        })?;
+                    return Ok(ok_top(json!({ "hash": device.hash(input) })));
+                }
+                if let Some(rest) = path.strip_prefix("audit/") {
+                    let device_path = normalize_mount_path(rest)?;
+                    return match op {
+                        Operation::Update | Operation::Create => {
+                            let kind = req
+                                .data
+                                .get("type")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            let description = req
+                                .data
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            let options = string_map(req.data.get("options"), "options")?;
+                            let index = crate::audit::enable(
+                                &state.store,
+                                &state.audit,
+                                &device_path,
+                                kind,
+                                description,
+                                options,
+                            )
+                            .await?;
+                            Ok(no_content(index))
+                        }
+                        Operation::Delete => {
+                            let index =
+                                crate::audit::disable(&state.store, &state.audit, &device_path)
+                                    .await?;
+                            Ok(no_content(index))
+                        }
+                        _ => Err(unsupported()),
+                    };
                 }
                 for (prefix, table) in [("mounts/", Table::Secret), ("auth/", Table::Auth)] {
                     if let Some(rest) = path.strip_prefix(prefix) {
