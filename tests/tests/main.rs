@@ -7,3 +7,4 @@ mod harness;
 mod kv;
 mod pipeline;
 mod seal;
+mod wrapping;

@@ -101,7 +101,9 @@ enum Target {
 
 /// `sys/` paths reachable without a token.
 fn sys_unauthenticated(path: &str) -> bool {
-    path == "sys/internal/ui/mounts" || path.starts_with("sys/internal/ui/mounts/")
+    path == "sys/internal/ui/mounts"
+        || path.starts_with("sys/internal/ui/mounts/")
+        || path == "sys/wrapping/lookup"
 }
 
 fn acl_operation(op: Operation) -> coffer_policies::Operation {
@@ -177,7 +179,7 @@ impl Core {
                 _ => crate::sys::is_root_path(&req.path),
             };
             self.authorize(&state, entry, &req, acl_operation(req.operation), root_path)?;
-            self.use_token(&state, entry).await?;
+            self.use_token(&state, entry, &req.path).await?;
         }
         let mount_type = match &target {
             Target::Sys => "system".to_string(),
@@ -224,6 +226,12 @@ impl Core {
             }
         }
         let mut resp = result?;
+        let wrappable = resp.data.is_some() || resp.auth.is_some();
+        if let Some(ttl) = req.wrap_ttl {
+            if wrappable && req.path != "sys/wrapping/lookup" && req.path != "sys/wrapping/rewrap" {
+                resp = self.wrap_response(&state, &req.path, ttl, resp).await?;
+            }
+        }
         resp.request_id = request_id;
         if resp.index == 0
             && matches!(
@@ -237,8 +245,20 @@ impl Core {
     }
 
     /// Count down `num_uses`; the last use revokes the token.
-    async fn use_token(&self, state: &Unsealed, entry: &TokenEntry) -> Result<(), CoreError> {
+    async fn use_token(
+        &self,
+        state: &Unsealed,
+        entry: &TokenEntry,
+        path: &str,
+    ) -> Result<(), CoreError> {
         if entry.num_uses <= 0 {
+            return Ok(());
+        }
+        // A wrapping token's single use is spent by the unwrap itself, which revokes it
+        // after reading the wrapped answer.
+        if crate::wrapping::is_wrapping_token(entry)
+            && (path == "sys/wrapping/unwrap" || path == "sys/wrapping/rewrap")
+        {
             return Ok(());
         }
         if entry.num_uses == 1 {

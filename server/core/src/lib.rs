@@ -15,6 +15,7 @@ pub mod store;
 pub mod sys;
 pub mod token;
 pub mod token_api;
+pub mod wrapping;
 
 use std::sync::Arc;
 use std::time::Duration;

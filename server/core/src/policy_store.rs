@@ -75,6 +75,10 @@ impl PolicyStore {
                 CoreError::Internal(format!("stored policy {name} does not parse: {e}"))
             })?,
             None if name == DEFAULT_POLICY_NAME => default_policy(),
+            None if name == crate::wrapping::WRAPPING_POLICY => {
+                parse(name, crate::wrapping::WRAPPING_POLICY_TEXT)
+                    .map_err(|e| CoreError::Internal(format!("built-in policy: {e}")))?
+            }
             None => return Ok(None),
         };
         let policy = Arc::new(policy);

@@ -223,6 +223,9 @@ impl Core {
                 Ok(ok(json!({ "secret": secret, "auth": auth })))
             }
             _ => {
+                if path.starts_with("wrapping/") {
+                    return self.handle_wrapping(state, req, token).await;
+                }
                 if let Some(name) = path.strip_prefix("policies/acl/") {
                     return self.policy_op(state, name, req, false).await;
                 }

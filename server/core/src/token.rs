@@ -206,9 +206,13 @@ impl TokenStore {
         Ok(entry)
     }
 
-    /// Remove a token entry and its indexes (children are the caller's business).
+    /// Remove a token entry, its indexes, its cubbyhole and any answer it wraps
+    /// (children are the caller's business).
     pub async fn remove(&self, entry: &TokenEntry) -> Result<(), CoreError> {
         let mut ops = vec![
+            coffer_barrier::barrier::LogicalOp::Delete {
+                key: format!("{}{}", crate::wrapping::WRAP_PREFIX, entry.id_hash),
+            },
             coffer_barrier::barrier::LogicalOp::Delete {
                 key: format!("{TOKEN_ID_PREFIX}{}", entry.id_hash),
             },
@@ -220,6 +224,12 @@ impl TokenStore {
             ops.push(coffer_barrier::barrier::LogicalOp::Delete {
                 key: format!("{PARENT_PREFIX}{}/{}", entry.parent, entry.id_hash),
             });
+        }
+        for key in self
+            .store
+            .list_recursive(&format!("cubbyhole/{}/", entry.id_hash))?
+        {
+            ops.push(coffer_barrier::barrier::LogicalOp::Delete { key });
         }
         self.store.commit(ops).await?;
         if let Ok(mut cache) = self.cache.write() {
