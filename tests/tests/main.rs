@@ -5,6 +5,7 @@ mod audit;
 mod barrier_canary;
 mod harness;
 mod kv;
+mod leases;
 mod pipeline;
 mod seal;
 mod wrapping;

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cubbyhole;
 pub mod handling;
+pub mod leases;
 pub mod mounts;
 pub mod policy_store;
 pub mod seal;
@@ -162,6 +163,8 @@ pub struct Unsealed {
     pub mount_lock: AsyncMutex<()>,
     /// Audit devices.
     pub audit: audit::AuditBroker,
+    /// Lease deadlines.
+    pub expiration: Arc<leases::Expiration>,
     audit_stale: std::sync::atomic::AtomicBool,
 }
 
@@ -220,6 +223,8 @@ pub struct Core {
     unsealed: std::sync::RwLock<Option<Arc<Unsealed>>>,
     /// Serialises unseal/seal transitions.
     transition: AsyncMutex<()>,
+    /// A weak handle on itself, for background tasks.
+    me: std::sync::Weak<Core>,
 }
 
 impl Core {
@@ -230,7 +235,8 @@ impl Core {
         config: CoreConfig,
         catalog: mounts::Catalog,
     ) -> Arc<Core> {
-        let core = Arc::new(Core {
+        let core = Arc::new_cyclic(|me| Core {
+            me: me.clone(),
             barrier,
             cluster,
             config,
@@ -301,7 +307,8 @@ impl Core {
     /// Build the unsealed state after the barrier opened.
     async fn post_unseal(&self) -> Result<(), CoreError> {
         let store = store::LogicalStore::new(self.barrier.clone());
-        let tokens = token::TokenStore::load(store.clone()).await?;
+        let expiration = Arc::new(leases::Expiration::default());
+        let tokens = token::TokenStore::load(store.clone(), expiration.clone()).await?;
         if store.get(mounts::MOUNTS_PATH)?.is_none() {
             let (secret, auth) = sys::default_tables();
             store
@@ -322,7 +329,16 @@ impl Core {
             mount_lock: AsyncMutex::new(()),
             audit,
             audit_stale: std::sync::atomic::AtomicBool::new(false),
+            expiration: expiration.clone(),
         });
+        if let Some(me) = self.me.upgrade() {
+            leases::spawn_timer(
+                Arc::downgrade(&me),
+                Arc::downgrade(&state),
+                expiration.clone(),
+            );
+            leases::spawn_loader(Arc::downgrade(&state), expiration);
+        }
         *self
             .unsealed
             .write()
@@ -333,7 +349,9 @@ impl Core {
     /// Drop the unsealed state and all key material.
     fn pre_seal(&self) {
         if let Ok(mut g) = self.unsealed.write() {
-            *g = None;
+            if let Some(state) = g.take() {
+                state.expiration.stop();
+            }
         }
         self.barrier.seal();
     }

@@ -223,6 +223,16 @@ impl Core {
                 Ok(ok(json!({ "secret": secret, "auth": auth })))
             }
             _ => {
+                if let Some(op) = path.strip_prefix("leases/") {
+                    return self.handle_leases(state, req, op).await;
+                }
+                if path == "renew"
+                    || path == "revoke"
+                    || path.starts_with("revoke-prefix/")
+                    || path.starts_with("revoke/")
+                {
+                    return self.handle_leases(state, req, path).await;
+                }
                 if path.starts_with("wrapping/") {
                     return self.handle_wrapping(state, req, token).await;
                 }

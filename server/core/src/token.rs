@@ -111,11 +111,15 @@ pub struct TokenStore {
     store: Arc<LogicalStore>,
     salt: hmac::Key,
     cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
+    expiration: Arc<crate::leases::Expiration>,
 }
 
 impl TokenStore {
     /// Load (or on first unseal, create) the salt.
-    pub async fn load(store: Arc<LogicalStore>) -> Result<Arc<TokenStore>, CoreError> {
+    pub async fn load(
+        store: Arc<LogicalStore>,
+        expiration: Arc<crate::leases::Expiration>,
+    ) -> Result<Arc<TokenStore>, CoreError> {
         let salt = match store.get(SALT_PATH)? {
             Some(bytes) => bytes,
             None => {
@@ -128,6 +132,7 @@ impl TokenStore {
             store,
             salt: hmac::Key::new(hmac::HMAC_SHA256, &salt),
             cache: RwLock::new(HashMap::new()),
+            expiration,
         }))
     }
 
@@ -202,7 +207,18 @@ impl TokenStore {
                 value: Vec::new(),
             });
         }
+        let lease_id = crate::leases::token_lease_id(&entry.path, &entry.id_hash);
+        if entry.expire_time != 0 {
+            ops.push(crate::store::json_put(
+                &format!("{}{lease_id}", crate::leases::LEASE_PREFIX),
+                &crate::leases::LeaseIndex {
+                    kind: "token".into(),
+                    token_hash: entry.id_hash.clone(),
+                },
+            )?);
+        }
         self.store.commit(ops).await?;
+        self.expiration.schedule(&lease_id, entry.expire_time);
         Ok(entry)
     }
 
@@ -212,6 +228,13 @@ impl TokenStore {
         let mut ops = vec![
             coffer_barrier::barrier::LogicalOp::Delete {
                 key: format!("{}{}", crate::wrapping::WRAP_PREFIX, entry.id_hash),
+            },
+            coffer_barrier::barrier::LogicalOp::Delete {
+                key: format!(
+                    "{}{}",
+                    crate::leases::LEASE_PREFIX,
+                    crate::leases::token_lease_id(&entry.path, &entry.id_hash)
+                ),
             },
             coffer_barrier::barrier::LogicalOp::Delete {
                 key: format!("{TOKEN_ID_PREFIX}{}", entry.id_hash),
@@ -306,6 +329,10 @@ impl TokenStore {
         self.store
             .put_json(&format!("{TOKEN_ID_PREFIX}{}", entry.id_hash), entry)
             .await?;
+        self.expiration.schedule(
+            &crate::leases::token_lease_id(&entry.path, &entry.id_hash),
+            entry.expire_time,
+        );
         if let Ok(mut cache) = self.cache.write() {
             cache.insert(entry.id_hash.clone(), Arc::new(entry.clone()));
         }

@@ -465,6 +465,20 @@ impl Core {
         entry: &TokenEntry,
         token: &str,
     ) -> Result<LogicalResponse, CoreError> {
+        let renewed = self.renew_entry(state, req, entry).await?;
+        let mut resp = auth_response(token, &renewed);
+        resp.index = self.cluster.applied_index();
+        Ok(resp)
+    }
+
+    /// Extend a token's TTL (by `increment`, its period, or its original TTL), within
+    /// the system max and its explicit max; reschedules its lease.
+    pub(crate) async fn renew_entry(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        entry: &TokenEntry,
+    ) -> Result<TokenEntry, CoreError> {
         if !entry.renewable || entry.expire_time == 0 {
             return Err(CoreError::BadRequest("lease is not renewable".into()));
         }
@@ -486,8 +500,6 @@ impl Core {
         renewed.ttl = ttl;
         renewed.expire_time = now + ttl;
         state.tokens.update(&renewed).await?;
-        let mut resp = auth_response(token, &renewed);
-        resp.index = self.cluster.applied_index();
-        Ok(resp)
+        Ok(renewed)
     }
 }
