@@ -324,3 +324,106 @@ async fn mount_table_and_ui_mounts() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     Ok(())
 }
+
+#[tokio::test]
+async fn token_roles_and_batch_tokens() -> anyhow::Result<()> {
+    let server = dev().await?;
+    let (status, _) = server
+        .call("POST", "auth/token/roles/ci", Some("root"), Some(json!({"allowed_policies": ["ci", "default"], "orphan": true, "token_period": "1h"})))
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = server
+        .call("GET", "auth/token/roles/ci", Some("root"), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["token_period"], 3600);
+    let (_, body) = server
+        .call("LIST", "auth/token/roles", Some("root"), None)
+        .await?;
+    assert_eq!(body["data"]["keys"], json!(["ci"]));
+
+    let (status, body) = server
+        .call(
+            "POST",
+            "auth/token/create/ci",
+            Some("root"),
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth"]["policies"], json!(["ci", "default"]));
+    assert_eq!(body["auth"]["orphan"], true);
+    assert_eq!(body["auth"]["lease_duration"], 3600);
+    let (status, _) = server
+        .call(
+            "POST",
+            "auth/token/create/ci",
+            Some("root"),
+            Some(json!({"policies": ["admin"]})),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "outside the role's allowed policies"
+    );
+    let (status, _) = server
+        .call(
+            "POST",
+            "auth/token/create/nope",
+            Some("root"),
+            Some(json!({})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Batch tokens: never stored, usable, not renewable, no accessor.
+    let (status, body) = server
+        .call(
+            "POST",
+            "auth/token/create",
+            Some("root"),
+            Some(json!({"type": "batch", "policies": ["default"], "ttl": "10m"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let batch = body["auth"]["client_token"].as_str().unwrap().to_string();
+    assert!(batch.starts_with("hvb."), "{batch}");
+    assert_eq!(body["auth"]["accessor"], "");
+    let (status, body) = server
+        .call("GET", "auth/token/lookup-self", Some(&batch), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["type"], "batch");
+    let (status, _) = server
+        .call(
+            "POST",
+            "auth/token/renew-self",
+            Some(&batch),
+            Some(json!({})),
+        )
+        .await?;
+    assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN);
+    let mut tampered = batch.clone();
+    tampered.push('A');
+    let (status, _) = server
+        .call("GET", "auth/token/lookup-self", Some(&tampered), None)
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .call(
+            "POST",
+            "auth/token/create",
+            Some("root"),
+            Some(json!({"type": "batch", "policies": ["root"]})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // tidy answers 202 with a warning.
+    let (status, body) = server
+        .call("POST", "auth/token/tidy", Some("root"), None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    Ok(())
+}

@@ -253,6 +253,18 @@ impl Barrier {
         }
     }
 
+    /// Encrypt a value that is not stored (batch tokens): same format, `path` as AAD.
+    pub fn encrypt_value(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
+        self.current()?.encrypt(path, plaintext).map_err(crypto)
+    }
+
+    /// Decrypt a value made by [`Barrier::encrypt_value`].
+    pub fn decrypt_value(&self, path: &str, ciphertext: &[u8]) -> Result<Vec<u8>, BarrierError> {
+        self.current()?
+            .decrypt(path, ciphertext)
+            .map_err(|_| BarrierError::Invalid("value does not decrypt".into()))
+    }
+
     /// List a logical prefix (keys are not secret; values are never read).
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, BarrierError> {
         self.current()?;

@@ -16,6 +16,7 @@ pub mod store;
 pub mod sys;
 pub mod token;
 pub mod token_api;
+pub mod token_roles;
 pub mod wrapping;
 
 use std::sync::Arc;

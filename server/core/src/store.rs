@@ -37,6 +37,16 @@ impl LogicalStore {
         }
     }
 
+    /// Encrypt a value that is never stored (bound to `path`).
+    pub fn seal_value(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
+        Ok(self.barrier.encrypt_value(path, plaintext)?)
+    }
+
+    /// Decrypt a value made by [`LogicalStore::seal_value`]; `None` if it does not open.
+    pub fn open_value(&self, path: &str, ciphertext: &[u8]) -> Option<Vec<u8>> {
+        self.barrier.decrypt_value(path, ciphertext).ok()
+    }
+
     /// List direct children.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         Ok(self.barrier.list(prefix)?)

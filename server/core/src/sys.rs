@@ -33,6 +33,9 @@ pub const ROOT_PATHS: &[&str] = &[
     "sys/storage/raft/snapshot",
     "sys/storage/raft/remove-peer",
     "auth/token/create-orphan",
+    "auth/token/revoke-orphan",
+    "auth/token/accessors/",
+    "auth/token/tidy",
     "auth/token/root",
 ];
 

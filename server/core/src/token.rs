@@ -28,6 +28,11 @@ pub const PARENT_PREFIX: &str = "sys/token/parent/";
 /// Storage key of the salt.
 pub const SALT_PATH: &str = "sys/token/salt";
 
+/// Batch tokens start with this (Vault's `hvb.`).
+pub const BATCH_PREFIX: &str = "hvb.";
+/// The AAD batch tokens are sealed with.
+const BATCH_AAD: &str = "sys/token/batch";
+
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `n` random base62 characters (rejection sampling, no modulo bias).
@@ -167,13 +172,60 @@ impl TokenStore {
 
     /// Look a token up; expired tokens are not returned.
     pub fn lookup(&self, token: &str) -> Result<Option<Arc<TokenEntry>>, CoreError> {
-        if token.is_empty() || token.len() > 512 {
+        if token.is_empty() || token.len() > 4096 {
             return Ok(None);
+        }
+        if let Some(blob) = token.strip_prefix(BATCH_PREFIX) {
+            return self.lookup_batch(token, blob);
         }
         let now = crate::now_unix();
         Ok(self
             .lookup_hash(&self.hash(token))?
             .filter(|e| !e.expired(now)))
+    }
+
+    fn lookup_batch(&self, token: &str, blob: &str) -> Result<Option<Arc<TokenEntry>>, CoreError> {
+        use base64::Engine;
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(blob) else {
+            return Ok(None);
+        };
+        let Some(plain) = self.store.open_value(BATCH_AAD, &bytes) else {
+            return Ok(None);
+        };
+        let Ok(mut entry) = serde_json::from_slice::<TokenEntry>(&plain) else {
+            return Ok(None);
+        };
+        entry.id_hash = self.hash(token);
+        if entry.expired(crate::now_unix()) {
+            return Ok(None);
+        }
+        // A batch token dies with its parent.
+        if !entry.parent.is_empty() && self.lookup_hash(&entry.parent)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(entry)))
+    }
+
+    /// Mint a batch token: the entry itself, encrypted under the keyring; never stored.
+    pub fn create_batch(&self, mut entry: TokenEntry) -> Result<(String, TokenEntry), CoreError> {
+        use base64::Engine;
+        entry.token_type = "batch".into();
+        entry.accessor.clear();
+        entry.renewable = false;
+        entry.num_uses = 0;
+        if entry.creation_time == 0 {
+            entry.creation_time = crate::now_unix();
+        }
+        entry.policies.sort();
+        entry.policies.dedup();
+        let plain = serde_json::to_vec(&entry).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let sealed = self.store.seal_value(BATCH_AAD, &plain)?;
+        let token = format!(
+            "{BATCH_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+        );
+        entry.id_hash = self.hash(&token);
+        Ok((token, entry))
     }
 
     /// Store a new token entry; returns it with its hash and accessor filled in.

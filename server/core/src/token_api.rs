@@ -126,9 +126,11 @@ impl Core {
         };
         match path {
             "create" | "create-orphan" if write => {
-                self.create_token(state, req, caller, path == "create-orphan")
+                self.create_token(state, req, caller, path == "create-orphan", None)
                     .await
             }
+            "roles" | "roles/" => self.handle_token_roles(state, req, "").await,
+            "tidy" if write => self.tidy_tokens(state).await,
             "lookup-self" if op == Operation::Read || write => {
                 Ok(data_response(lookup_json(caller, caller_token)))
             }
@@ -195,11 +197,64 @@ impl Core {
                 }
                 Ok(data_response(json!({ "keys": keys })))
             }
-            _ => Err(CoreError::NotFound(format!(
-                "no handler for route \"{}\". route entry not found.",
-                req.path
-            ))),
+            _ => {
+                if let Some(name) = path.strip_prefix("roles/") {
+                    return self.handle_token_roles(state, req, name).await;
+                }
+                if let Some(name) = path.strip_prefix("create/").filter(|_| write) {
+                    let role = self
+                        .token_role(state, name)?
+                        .ok_or_else(|| CoreError::BadRequest(format!("unknown role {name}")))?;
+                    return self
+                        .create_token(state, req, caller, false, Some(role))
+                        .await;
+                }
+                Err(CoreError::NotFound(format!(
+                    "no handler for route \"{}\". route entry not found.",
+                    req.path
+                )))
+            }
         }
+    }
+
+    /// `auth/token/tidy`: drop index entries whose token is gone.
+    async fn tidy_tokens(&self, state: &Arc<Unsealed>) -> Result<LogicalResponse, CoreError> {
+        use crate::token::{ACCESSOR_PREFIX, PARENT_PREFIX};
+        let mut ops = Vec::new();
+        for key in state.store.list(ACCESSOR_PREFIX)? {
+            let full = format!("{ACCESSOR_PREFIX}{key}");
+            let target = state
+                .store
+                .get(&full)?
+                .and_then(|b| String::from_utf8(b).ok());
+            let alive = match target {
+                Some(hash) => state.tokens.lookup_hash(&hash)?.is_some(),
+                None => false,
+            };
+            if !alive {
+                ops.push(coffer_barrier::barrier::LogicalOp::Delete { key: full });
+            }
+        }
+        for parent in state.store.list(PARENT_PREFIX)? {
+            for child in state.store.list(&format!("{PARENT_PREFIX}{parent}"))? {
+                if state.tokens.lookup_hash(&child)?.is_none() {
+                    ops.push(coffer_barrier::barrier::LogicalOp::Delete {
+                        key: format!("{PARENT_PREFIX}{parent}{child}"),
+                    });
+                }
+            }
+        }
+        let removed = ops.len();
+        for chunk in ops.chunks(512) {
+            state.store.commit(chunk.to_vec()).await?;
+        }
+        Ok(LogicalResponse {
+            status: 202,
+            warnings: vec![format!(
+                "tidy operation completed; removed {removed} dangling index entries"
+            )],
+            ..Default::default()
+        })
     }
 
     async fn create_token(
@@ -208,6 +263,7 @@ impl Core {
         req: &LogicalRequest,
         parent: &TokenEntry,
         orphan_path: bool,
+        role: Option<crate::token_roles::TokenRole>,
     ) -> Result<LogicalResponse, CoreError> {
         let list = |k: &str| -> Result<Option<Vec<String>>, CoreError> {
             match req.data.get(k) {
@@ -225,16 +281,19 @@ impl Core {
                     .ok_or_else(|| CoreError::BadRequest(format!("{k} must be a boolean"))),
             }
         };
-        let token_type = req
-            .data
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("service");
-        if token_type != "service" && token_type != "default" {
-            return Err(CoreError::BadRequest(format!(
-                "token type {token_type:?} is not supported by coffer yet"
-            )));
-        }
+        let requested_type = req.data.get("type").and_then(Value::as_str);
+        let token_type = match (role.as_ref().map(|r| r.token_type.as_str()), requested_type) {
+            (Some("service"), _) => "service",
+            (Some("batch"), _) => "batch",
+            (Some("default-batch"), None) => "batch",
+            (_, Some("batch")) => "batch",
+            (_, None | Some("service") | Some("default") | Some("")) => "service",
+            (_, Some(other)) => {
+                return Err(CoreError::BadRequest(format!(
+                    "invalid token type {other:?}"
+                )))
+            }
+        };
         let parent_root = parent.is_root();
         let no_parent = flag("no_parent")?.unwrap_or(false);
         if no_parent && !parent_root && !orphan_path {
@@ -242,7 +301,7 @@ impl Core {
                 "root or sudo privileges required to create orphan token".into(),
             ));
         }
-        let orphan = orphan_path || no_parent;
+        let orphan = orphan_path || no_parent || role.as_ref().is_some_and(|r| r.orphan);
         let custom_id = req
             .data
             .get("id")
@@ -260,9 +319,32 @@ impl Core {
                 .map(|s| s.trim().to_lowercase())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            None => parent.policies.clone(),
+            None => match &role {
+                Some(r) if !r.allowed_policies.is_empty() => r.allowed_policies.clone(),
+                _ => parent.policies.clone(),
+            },
         };
-        if !parent_root {
+        if let Some(r) = &role {
+            if let Some(bad) = policies.iter().find(|p| r.disallowed_policies.contains(p)) {
+                return Err(CoreError::BadRequest(format!(
+                    "token policies ({bad}) must not be in the role's disallowed policies"
+                )));
+            }
+            if !r.allowed_policies.is_empty() {
+                if let Some(bad) = policies
+                    .iter()
+                    .find(|p| *p != "default" && !r.allowed_policies.contains(p))
+                {
+                    return Err(CoreError::BadRequest(format!(
+                        "token policies ({bad}) must be subset of the role's allowed policies"
+                    )));
+                }
+            }
+        }
+        let role_allows = role
+            .as_ref()
+            .is_some_and(|r| !r.allowed_policies.is_empty());
+        if !parent_root && !role_allows {
             let allowed: Vec<&String> = parent.policies.iter().collect();
             if let Some(bad) = policies
                 .iter()
@@ -283,8 +365,18 @@ impl Core {
         }
         let is_root_token = policies.iter().any(|p| p == "root");
         let ttl = secs(req, "ttl")?;
-        let explicit_max = secs(req, "explicit_max_ttl")?;
-        let period = secs(req, "period")?;
+        let mut explicit_max = secs(req, "explicit_max_ttl")?;
+        let mut period = secs(req, "period")?;
+        if let Some(r) = &role {
+            if r.token_period > 0 {
+                period = r.token_period;
+            }
+            if r.token_explicit_max_ttl > 0
+                && (explicit_max == 0 || explicit_max > r.token_explicit_max_ttl)
+            {
+                explicit_max = r.token_explicit_max_ttl;
+            }
+        }
         let num_uses = req
             .data
             .get("num_uses")
@@ -353,10 +445,11 @@ impl Core {
             } else {
                 parent.id_hash.clone()
             },
-            path: if orphan_path {
-                "auth/token/create-orphan".into()
-            } else {
-                "auth/token/create".into()
+            path: match &role {
+                Some(r) if r.path_suffix.is_empty() => format!("auth/token/create/{}", r.name),
+                Some(r) => format!("auth/token/create/{}/{}", r.name, r.path_suffix),
+                None if orphan_path => "auth/token/create-orphan".into(),
+                None => "auth/token/create".into(),
             },
             meta,
             display_name,
@@ -366,11 +459,26 @@ impl Core {
             expire_time: if effective == 0 { 0 } else { now + effective },
             explicit_max_ttl: explicit_max,
             period,
-            renewable: flag("renewable")?.unwrap_or(true) && effective != 0,
+            renewable: flag("renewable")?.unwrap_or(role.as_ref().is_none_or(|r| r.renewable))
+                && effective != 0,
             token_type: "service".into(),
             orphan,
             ..Default::default()
         };
+        if token_type == "batch" {
+            if is_root_token {
+                return Err(CoreError::BadRequest(
+                    "batch tokens cannot be root tokens".into(),
+                ));
+            }
+            if num_uses > 0 || period > 0 || custom_id.is_some() {
+                return Err(CoreError::BadRequest(
+                    "batch tokens cannot have num_uses, a period or a custom id".into(),
+                ));
+            }
+            let (token, entry) = state.tokens.create_batch(entry)?;
+            return Ok(auth_response(&token, &entry));
+        }
         let token = custom_id
             .map(String::from)
             .unwrap_or_else(new_service_token);
