@@ -78,11 +78,12 @@ impl ShareCollector {
                 "invalid key: bad share coordinate".into(),
             ));
         }
-        if self
-            .shares
-            .iter()
-            .any(|s| bool::from(subtle::ConstantTimeEq::ct_eq(s.as_slice(), share.as_slice())))
-        {
+        if self.shares.iter().any(|s| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                s.as_slice(),
+                share.as_slice(),
+            ))
+        }) {
             return Ok(None);
         }
         if self.share_len == 33 && self.shares.iter().any(|s| s[32] == share[32]) {
