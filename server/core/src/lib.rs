@@ -339,6 +339,7 @@ impl Core {
                 expiration.clone(),
             );
             leases::spawn_loader(Arc::downgrade(&state), expiration);
+            spawn_periodic(Arc::downgrade(&me), Arc::downgrade(&state));
         }
         *self
             .unsealed
@@ -356,6 +357,35 @@ impl Core {
         }
         self.barrier.seal();
     }
+}
+
+/// How often backends' `periodic` hooks run on the active node.
+const PERIODIC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Call every mounted backend's `periodic` hook about once a minute, on the active node
+/// only, until the state it was started for is sealed away.
+fn spawn_periodic(core: std::sync::Weak<Core>, state: std::sync::Weak<Unsealed>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PERIODIC_INTERVAL).await;
+            let (Some(core), Some(state)) = (core.upgrade(), state.upgrade()) else {
+                return;
+            };
+            if !core.cluster.is_leader() {
+                continue;
+            }
+            let Ok(router) = state.router() else { continue };
+            for table in [mounts::Table::Secret, mounts::Table::Auth] {
+                for m in router.entries(table) {
+                    if let Some(backend) = &m.backend {
+                        if let Err(e) = backend.periodic().await {
+                            tracing::warn!(mount = %m.route_path(), error = %e, "periodic hook failed");
+                        }
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// `n` random bytes from the system CSPRNG.
