@@ -112,3 +112,47 @@ fn build(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fixtures in `testdata/` are throwaway self-signed test certificates.
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name)
+    }
+
+    #[test]
+    fn loads_pkcs1_pkcs8_and_sec1_keys() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for (cert, key) in [
+            ("rsa.crt", "rsa-pkcs1.key"),
+            ("rsa.crt", "rsa-pkcs8.key"),
+            ("ec.crt", "ec-sec1.key"),
+        ] {
+            let config = server_config(&fixture(cert), &fixture(key), None);
+            assert!(config.is_ok(), "{key}: {:?}", config.err());
+        }
+    }
+
+    #[test]
+    fn mismatched_or_missing_files_are_clear_errors() {
+        let err = server_config(&fixture("ec.crt"), &fixture("rsa-pkcs8.key"), None).unwrap_err();
+        assert!(err.to_string().contains("TLS configuration"), "{err}");
+        let err =
+            server_config(&fixture("missing.crt"), &fixture("ec-sec1.key"), None).unwrap_err();
+        assert!(err.to_string().contains("missing.crt"), "{err}");
+    }
+
+    #[test]
+    fn client_ca_enables_client_auth() {
+        let config = server_config(
+            &fixture("ec.crt"),
+            &fixture("ec-sec1.key"),
+            Some(&fixture("rsa.crt")),
+        );
+        assert!(config.is_ok(), "{:?}", config.err());
+    }
+}
