@@ -3,6 +3,7 @@
 
 mod audit;
 mod barrier_canary;
+mod config;
 mod harness;
 mod kv;
 mod leases;

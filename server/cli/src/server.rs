@@ -164,6 +164,14 @@ fn listener_tls(l: &TcpListener) -> anyhow::Result<Option<rustls::ServerConfig>>
 /// Start a server: everything up to listening. Does not block.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(seal) = &config.seal {
+        // Starting with Shamir when the operator asked for auto-unseal would hand out
+        // shares nobody expects; refuse instead of ignoring the stanza.
+        bail!(
+            "seal \"{}\" is not supported by coffer yet; remove the seal stanza to use Shamir unseal keys",
+            seal.kind
+        );
+    }
     let first = config
         .listeners
         .first()
