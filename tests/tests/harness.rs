@@ -1,5 +1,7 @@
 //! Test harness: real `coffer server` processes on 127.0.0.1 with TLS certificates made
 //! by rcgen, a reqwest client that trusts them, and helpers for the unseal ceremony.
+//! Each suite uses a subset of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
