@@ -6,6 +6,7 @@
 //! | `role/`                                     | list                            |
 //! | `role/<name>`                               | read, create/update, delete     |
 //! | `role/<name>/role-id`                       | read, update `{role_id}`        |
+//! | `role/<name>/<field>` (`token-ttl`, …)      | read, update, delete (reset)    |
 //! | `role/<name>/secret-id`                     | update (generate), list         |
 //! | `role/<name>/custom-secret-id`              | update `{secret_id, …}`         |
 //! | `role/<name>/secret-id/lookup`              | update `{secret_id}`            |
@@ -21,7 +22,7 @@
 //! a single `commit`). Logins with unlimited-use secret ids take no lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,6 +33,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::params::{valid_name, MAX_INPUT_LEN};
+use crate::role::FIELD_PATHS;
 use crate::store::{self, Hasher};
 
 /// A source of the current time (injectable for tests).
@@ -49,6 +51,8 @@ pub(crate) enum Route {
     SecretIdDestroy(String),
     AccessorLookup(String),
     AccessorDestroy(String),
+    /// A per-field sub-path: the index into `role::FIELD_PATHS`.
+    RoleField(String, usize),
     Login,
     Tidy,
 }
@@ -79,7 +83,10 @@ pub(crate) fn route(path: &str) -> Option<Route> {
         Some("secret-id/destroy") => Route::SecretIdDestroy(name),
         Some("secret-id-accessor/lookup") => Route::AccessorLookup(name),
         Some("secret-id-accessor/destroy") => Route::AccessorDestroy(name),
-        Some(_) => return None,
+        Some(other) => {
+            let index = FIELD_PATHS.iter().position(|f| f.segment == other)?;
+            Route::RoleField(name, index)
+        }
     })
 }
 
@@ -92,7 +99,8 @@ fn role_name(route: &Route) -> Option<&str> {
         | Route::SecretIdLookup(n)
         | Route::SecretIdDestroy(n)
         | Route::AccessorLookup(n)
-        | Route::AccessorDestroy(n) => Some(n),
+        | Route::AccessorDestroy(n)
+        | Route::RoleField(n, _) => Some(n),
         Route::Roles | Route::Login | Route::Tidy => None,
     }
 }
@@ -102,8 +110,9 @@ pub struct AppRole {
     /// The mount's storage, for `periodic` (requests carry the same view).
     storage: Arc<dyn Storage>,
     clock: Clock,
-    /// The mount's HMAC key once known (it never changes after it is made).
-    hasher: OnceLock<Arc<Hasher>>,
+    /// The mount's HMAC key once known (it never changes after it is made; a restore can
+    /// replace it, hence [`Backend::invalidate`]).
+    hasher: RwLock<Option<Arc<Hasher>>>,
     /// Serialises every write to the mount's storage.
     write_lock: Mutex<()>,
     /// Set while a tidy runs.
@@ -116,7 +125,7 @@ impl AppRole {
         AppRole {
             storage,
             clock,
-            hasher: OnceLock::new(),
+            hasher: RwLock::new(None),
             write_lock: Mutex::new(()),
             tidying: AtomicBool::new(false),
         }
@@ -137,13 +146,25 @@ impl AppRole {
         &self,
         storage: &dyn Storage,
     ) -> Result<Option<Arc<Hasher>>, SdkError> {
-        if let Some(h) = self.hasher.get() {
-            return Ok(Some(h.clone()));
+        if let Some(h) = self.cached_hasher() {
+            return Ok(Some(h));
         }
         let Some(loaded) = Hasher::load(storage).await? else {
             return Ok(None);
         };
-        Ok(Some(self.hasher.get_or_init(|| Arc::new(loaded)).clone()))
+        Ok(Some(self.cache_hasher(loaded)))
+    }
+
+    fn cached_hasher(&self) -> Option<Arc<Hasher>> {
+        self.hasher.read().ok().and_then(|cached| cached.clone())
+    }
+
+    fn cache_hasher(&self, hasher: Hasher) -> Arc<Hasher> {
+        let hasher = Arc::new(hasher);
+        if let Ok(mut cached) = self.hasher.write() {
+            *cached = Some(hasher.clone());
+        }
+        hasher
     }
 
     /// The HMAC key, made on first use. Call with the write lock held.
@@ -154,8 +175,7 @@ impl AppRole {
         if let Some(h) = self.hasher(storage).await? {
             return Ok(h);
         }
-        let made = Hasher::create(storage).await?;
-        Ok(self.hasher.get_or_init(|| Arc::new(made)).clone())
+        Ok(self.cache_hasher(Hasher::create(storage).await?))
     }
 
     /// Run a tidy unless one is already running; `false` when it was.
@@ -175,7 +195,7 @@ impl AppRole {
         match (route, op) {
             (Route::Roles, List) => self.list_roles(req).await,
             (Route::Role(name), Read) => self.read_role(req, &name).await,
-            (Route::Role(name), Create | Update) => self.write_role(req, &name).await,
+            (Route::Role(name), Create | Update) => self.write_role(req, &name, false).await,
             (Route::Role(name), Delete) => self.delete_role(req, &name).await,
             (Route::RoleId(name), Read) => self.read_role_id(req, &name).await,
             (Route::RoleId(name), _) if write => self.write_role_id(req, &name).await,
@@ -197,6 +217,15 @@ impl AppRole {
             (Route::AccessorLookup(name), _) if write => self.lookup_accessor(req, &name).await,
             (Route::AccessorDestroy(name), Create | Update | Delete) => {
                 self.destroy_accessor(req, &name).await
+            }
+            (Route::RoleField(name, index), _) => {
+                let field = FIELD_PATHS.get(index).ok_or(SdkError::UnsupportedPath)?;
+                match op {
+                    Read => self.read_role_field(req, &name, field).await,
+                    Create | Update => self.write_role_field(req, &name, field).await,
+                    Delete => self.reset_role_field(req, &name, field).await,
+                    _ => Err(SdkError::UnsupportedOperation),
+                }
             }
             (Route::Login, _) if write => self.login(req).await,
             (Route::Tidy, _) if write => {
@@ -254,6 +283,15 @@ impl Backend for AppRole {
         BackendKind::Credential
     }
 
+    /// Forget the cached HMAC key when its entry changes underneath (a restore).
+    fn invalidate(&self, key: &str) {
+        if key == store::SALT_KEY {
+            if let Ok(mut cached) = self.hasher.write() {
+                *cached = None;
+            }
+        }
+    }
+
     /// Delete expired secret ids (and dangling index entries), as Vault's periodic tidy.
     async fn periodic(&self) -> Result<(), SdkError> {
         self.tidy_once(self.storage.as_ref()).await.map(|_| ())
@@ -302,6 +340,7 @@ mod tests {
             ("login", Some(Route::Login)),
             ("tidy/secret-id", Some(Route::Tidy)),
             ("role/web/other", None),
+            ("role/web/token-ttl", Some(Route::RoleField(r("web"), 3))),
             ("role/-web", None),
             ("role//x", None),
             ("login/x", None),

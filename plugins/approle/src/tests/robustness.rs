@@ -85,6 +85,10 @@ fn path() -> impl Strategy<Value = String> {
         Just("/secret-id-accessor/lookup"),
         Just("/secret-id-accessor/destroy"),
         Just("/x"),
+        Just("/token-ttl"),
+        Just("/policies"),
+        Just("/bind-secret-id"),
+        Just("/local-secret-ids"),
     ];
     (head, name, tail).prop_map(|(h, n, t)| format!("{h}{n}{t}"))
 }

@@ -244,3 +244,118 @@ async fn unknown_paths_and_operations() {
         assert_eq!(status, *want, "{op:?} {path}");
     }
 }
+
+#[tokio::test]
+async fn hmac_key_survives_invalidation() {
+    let m = Mount::new();
+    let role_id = m.role("inv", json!({})).await;
+    let (secret_id, _) = m.secret_id("inv", json!({})).await;
+    let salt = m.stored_values().await;
+    m.backend.invalidate("salt");
+    m.backend.invalidate("role/inv");
+    m.login(&role_id, Some(&secret_id))
+        .await
+        .expect("reloaded key");
+    // The key is made once and kept.
+    let salt_after = m.stored_values().await;
+    let pick = |v: &[(String, Vec<u8>)]| v.iter().find(|(k, _)| k == "salt").cloned();
+    assert_eq!(pick(&salt), pick(&salt_after));
+}
+
+#[tokio::test]
+async fn per_field_sub_paths() {
+    let m = Mount::new();
+    m.role("f", json!({"token_policies": "a", "token_ttl": 60}))
+        .await;
+    assert_eq!(
+        m.data(Read, "role/f/token-ttl", json!({})).await,
+        json!({"token_ttl": 60})
+    );
+    m.ok(
+        Update,
+        "role/f/token-ttl",
+        json!({"token_ttl": "2m", "x": 1}),
+    )
+    .await;
+    assert_eq!(
+        m.data(Read, "role/f", json!({})).await["token_ttl"],
+        json!(120)
+    );
+    m.ok(Update, "role/f/policies", json!({"policies": "p,q"}))
+        .await;
+    assert_eq!(
+        m.data(Read, "role/f/policies", json!({})).await,
+        json!({"token_policies": ["p", "q"], "policies": ["p", "q"]})
+    );
+    m.ok(
+        Update,
+        "role/f/bound-cidr-list",
+        json!({"bound_cidr_list": "10.0.0.0/8"}),
+    )
+    .await;
+    let resp = m.ok(Read, "role/f/bound-cidr-list", json!({})).await;
+    assert_eq!(resp.warnings.len(), 1);
+    assert_eq!(
+        m.data(Read, "role/f/secret-id-bound-cidrs", json!({}))
+            .await,
+        json!({"secret_id_bound_cidrs": ["10.0.0.0/8"]})
+    );
+    m.ok(
+        Update,
+        "role/f/bind-secret-id",
+        json!({"bind_secret_id": false}),
+    )
+    .await;
+    // Resetting the last constraint is refused, as any update that removes it.
+    assert_eq!(
+        m.err(Delete, "role/f/secret-id-bound-cidrs", json!({}))
+            .await,
+        SdkError::bad("at least one constraint should be enabled on the role")
+    );
+    m.ok(Delete, "role/f/bind-secret-id", json!({})).await;
+    assert_eq!(
+        m.data(Read, "role/f/bind-secret-id", json!({})).await,
+        json!({"bind_secret_id": true})
+    );
+    m.ok(Delete, "role/f/token-ttl", json!({})).await;
+    assert_eq!(
+        m.data(Read, "role/f", json!({})).await["token_ttl"],
+        json!(0)
+    );
+
+    assert_eq!(
+        m.err(Update, "role/f/token-ttl", json!({})).await,
+        SdkError::bad("missing token_ttl")
+    );
+    assert_eq!(
+        m.err(Update, "role/f/token-ttl", json!({"token_ttl": "x"}))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        m.err(Update, "role/ghost/token-ttl", json!({"token_ttl": 1}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        m.err(Read, "role/ghost/token-ttl", json!({})).await,
+        SdkError::NotFound
+    );
+    assert!(m.keys_under("role/ghost").is_empty());
+    assert_eq!(
+        m.err(
+            Update,
+            "role/f/local-secret-ids",
+            json!({"local_secret_ids": true})
+        )
+        .await
+        .status(),
+        405
+    );
+    assert_eq!(
+        m.data(Read, "role/f/local-secret-ids", json!({})).await,
+        json!({"local_secret_ids": false})
+    );
+}
