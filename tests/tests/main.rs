@@ -2,7 +2,9 @@
 //! suite. Every test starts real `coffer server` processes on 127.0.0.1 ports.
 
 mod audit;
+mod auth;
 mod barrier_canary;
+mod cli;
 mod config;
 mod harness;
 mod kv;

@@ -275,7 +275,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
 /// Every built-in plugin, by type name (Vault's builtin catalog).
 pub fn catalog() -> coffer_core::mounts::Catalog {
-    coffer_core::mounts::Catalog::new().secret("kv", coffer_plugin_kv::factory)
+    coffer_core::mounts::Catalog::new()
+        .secret("kv", coffer_plugin_kv::factory)
+        .auth("userpass", coffer_plugin_userpass::factory)
+        .auth("approle", coffer_plugin_approle::factory)
 }
 
 /// The cluster address: the API port + 1 on the same host, as Vault does.

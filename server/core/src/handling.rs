@@ -104,6 +104,8 @@ fn sys_unauthenticated(path: &str) -> bool {
     path == "sys/internal/ui/mounts"
         || path.starts_with("sys/internal/ui/mounts/")
         || path == "sys/wrapping/lookup"
+        || path == "sys/storage/raft/bootstrap/challenge"
+        || path == "sys/storage/raft/bootstrap/answer"
 }
 
 fn acl_operation(op: Operation) -> coffer_policies::Operation {
@@ -154,6 +156,9 @@ impl Core {
         };
         let token = req.token.clone().unwrap_or_default();
         let entry = match state.tokens.lookup(&token)? {
+            Some(e) if !e.allowed_from(req.remote_addr.as_deref()) => {
+                return Err(CoreError::PermissionDenied)
+            }
             Some(e) => Some(e),
             None if unauthenticated => None,
             None => return Err(CoreError::PermissionDenied),

@@ -97,12 +97,36 @@ pub struct TokenEntry {
     pub orphan: bool,
     /// Role it was created against, if any.
     pub role: String,
+    /// CIDRs the token may be used from (empty = anywhere).
+    #[serde(default)]
+    pub bound_cidrs: Vec<String>,
+    /// UUID of the auth mount that issued it (for renewal through its backend).
+    #[serde(default)]
+    pub mount_uuid: String,
+    /// The auth backend's private data for renewals (never shown to clients).
+    #[serde(default)]
+    pub internal: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TokenEntry {
     /// Whether the token has the root policy.
     pub fn is_root(&self) -> bool {
         self.policies.iter().any(|p| p == "root")
+    }
+
+    /// Whether `addr` may use this token (its bound CIDRs, if any).
+    pub fn allowed_from(&self, addr: Option<&str>) -> bool {
+        if self.bound_cidrs.is_empty() {
+            return true;
+        }
+        let Some(ip) = addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) else {
+            return false;
+        };
+        self.bound_cidrs.iter().any(|c| {
+            c.parse::<ipnet::IpNet>()
+                .map(|net| net.contains(&ip))
+                .unwrap_or_else(|_| c.parse::<std::net::IpAddr>().is_ok_and(|a| a == ip))
+        })
     }
 
     /// Whether it has expired at `now` (unix seconds).

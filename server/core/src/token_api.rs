@@ -559,8 +559,14 @@ impl Core {
             renewable: login.renewable,
             token_type: "service".into(),
             orphan: true,
+            bound_cidrs: login.bound_cidrs.clone(),
+            mount_uuid: mount.entry.uuid.clone(),
+            internal: login.internal.clone(),
             ..Default::default()
         };
+        if login.token_type == "batch" || login.token_type == "default-batch" {
+            return state.tokens.create_batch(entry);
+        }
         let token = new_service_token();
         let entry = state.tokens.create(&token, entry).await?;
         Ok((token, entry))
@@ -592,12 +598,51 @@ impl Core {
         }
         let increment = secs(req, "increment")?;
         let now = crate::now_unix();
-        let mut ttl = if entry.period > 0 {
-            entry.period
+        let mut period = entry.period;
+        let mut base_ttl = entry.ttl;
+        if !entry.mount_uuid.is_empty() {
+            // Tokens from an auth method renew only if the method agrees (user still
+            // exists, policies unchanged), with the TTLs it answers now.
+            let router = state.router()?;
+            let mount = router.by_uuid(&entry.mount_uuid).cloned().ok_or_else(|| {
+                CoreError::BadRequest("the auth method that issued this token is gone".into())
+            })?;
+            if let Some(backend) = &mount.backend {
+                let mut sdk_req = coffer_sdk::Request {
+                    id: crate::new_uuid(),
+                    operation: coffer_sdk::Operation::Update,
+                    path: entry
+                        .path
+                        .strip_prefix(&mount.route_path())
+                        .unwrap_or_default()
+                        .to_string(),
+                    mount_point: mount.route_path(),
+                    data: req.data.clone(),
+                    query: Default::default(),
+                    storage: mount.storage.clone(),
+                    caller: None,
+                    mount_ttl: coffer_sdk::MountTtl::default(),
+                    remote_addr: req.remote_addr.clone(),
+                };
+                let answer = backend
+                    .renew(&mut sdk_req, &Value::Object(entry.internal.clone()))
+                    .await?;
+                if let Some(auth) = answer.auth {
+                    if !auth.period.is_zero() {
+                        period = auth.period.as_secs() as i64;
+                    }
+                    if !auth.ttl.is_zero() {
+                        base_ttl = auth.ttl.as_secs() as i64;
+                    }
+                }
+            }
+        }
+        let mut ttl = if period > 0 {
+            period
         } else if increment > 0 {
             increment
         } else {
-            entry.ttl
+            base_ttl
         };
         ttl = ttl.min(self.config.max_lease_ttl.as_secs() as i64);
         if entry.explicit_max_ttl > 0 {
