@@ -1,5 +1,7 @@
 //! Command-line parsing. Vault's CLI takes single-dash long flags (`-dev`,
 //! `-config=FILE`); clap wants double dashes, so `normalize_args` rewrites them first.
+//! `server` and `version` are handled here; every other command is the operator CLI
+//! in `crate::commands`.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,35 @@ use crate::server::ServerArgs;
 
 /// Coffer: a secrets-management server that speaks HashiCorp Vault's HTTP API.
 #[derive(Parser, Debug)]
-#[command(name = "coffer", version, about, long_about = None)]
+#[command(
+    name = "coffer",
+    bin_name = "coffer",
+    version,
+    about,
+    long_about = "Coffer: a secrets-management server that speaks HashiCorp Vault's HTTP API.\n\n\
+                  `coffer server` runs a server. Every other command is the operator CLI, \
+                  which talks to a server over HTTP(S) like the `vault` CLI does, with the \
+                  same commands, flags (single or double dash: -format=json or --format=json), \
+                  output and exit codes, so a Vault runbook works with `vault` replaced by \
+                  `coffer`.",
+    after_help = "Environment:\n  \
+                  COFFER_ADDR, VAULT_ADDR        server address (default https://127.0.0.1:8200)\n  \
+                  COFFER_TOKEN, VAULT_TOKEN      token; else the token helper file ~/.coffer-token\n  \
+                  VAULT_CACERT, VAULT_CAPATH     CA certificate(s) that verify the server\n  \
+                  VAULT_SKIP_VERIFY              do not verify the server's certificate (insecure)\n  \
+                  VAULT_NAMESPACE                sent as X-Vault-Namespace\n  \
+                  VAULT_FORMAT                   default output format (table, json, yaml)\n  \
+                  VAULT_CLIENT_TIMEOUT           per-request timeout (default 60s)\n\
+                  Each VAULT_* variable may also be spelled COFFER_*, which wins.\n\n\
+                  Exit codes: 0 success, 1 local error (bad flags or arguments), 2 remote error \
+                  (the server refused or could not be reached); `status`: 0 unsealed, 2 sealed.\n\n\
+                  Examples:\n  \
+                  coffer server -dev -dev-root-token-id=root\n  \
+                  export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root\n  \
+                  coffer status\n  \
+                  coffer kv put secret/app password=s3cr3t\n  \
+                  coffer kv get -field=password secret/app"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +83,8 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    #[command(flatten)]
+    Client(Box<crate::commands::ClientCommand>),
 }
 
 /// Rewrite Vault-style `-flag` / `-flag=value` into `--flag` / `--flag=value`.
@@ -92,6 +124,7 @@ pub fn main_entry() -> i32 {
         }
     };
     match cli.command {
+        Command::Client(cmd) => crate::commands::run(*cmd),
         Command::Version => {
             println!(
                 "Coffer v{} (Vault API {})",
