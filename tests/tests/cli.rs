@@ -761,6 +761,124 @@ async fn cli_login_stores_the_token_helper() -> Result<()> {
 }
 
 #[tokio::test]
+async fn cli_login_with_userpass_and_approle() -> Result<()> {
+    let server = Server::start_dev("root").await?;
+    let root = Cli::new(&server)?.with_token("root");
+    let cli = Cli::new(&server)?;
+    root.ok(&["kv", "put", "secret/team/db", "pw=s3cret"])?;
+    let policy = root.run_stdin(
+        &["policy", "write", "kv-read", "-"],
+        r#"path "secret/data/*" { capabilities = ["read"] }"#,
+    )?;
+    assert_eq!(policy.code, 0, "{policy:?}");
+
+    // userpass: enable, create a user, log in (password prompted, here from stdin).
+    let enabled = root.ok(&["auth", "enable", "userpass"])?;
+    assert_eq!(
+        enabled.stdout.trim(),
+        "Success! Enabled userpass auth method at: userpass/"
+    );
+    let methods = root.ok(&["auth", "list"])?;
+    assert!(
+        methods.stdout.lines().any(|l| l.starts_with("userpass/")),
+        "{methods:?}"
+    );
+    root.ok(&[
+        "write",
+        "auth/userpass/users/alice",
+        "password=correct horse",
+        "token_policies=kv-read",
+        "token_ttl=10m",
+    ])?;
+    let login = cli.run_stdin(
+        &["login", "-method=userpass", "username=alice"],
+        "correct horse\n",
+    )?;
+    assert_eq!(login.code, 0, "{login:?}");
+    assert!(
+        login.stdout.contains("Success! You are now authenticated"),
+        "{login:?}"
+    );
+    assert_eq!(
+        login.row("token_duration").as_deref(),
+        Some("10m"),
+        "{login:?}"
+    );
+    assert_eq!(
+        login.row("token_meta_username").as_deref(),
+        Some("alice"),
+        "{login:?}"
+    );
+    let token = login.row("token").unwrap_or_default();
+    assert_eq!(std::fs::read_to_string(cli.helper_file())?, token);
+    // The stored token reads what the policy allows and no more.
+    assert_eq!(
+        cli.ok(&["kv", "get", "-field=pw", "secret/team/db"])?
+            .stdout,
+        "s3cret"
+    );
+    let denied = cli.run(&["kv", "put", "secret/team/db", "pw=x"])?;
+    assert_eq!(denied.code, 2, "{denied:?}");
+    assert!(denied.stderr.contains("permission denied"), "{denied:?}");
+    let wrong = cli.run(&[
+        "login",
+        "-method=userpass",
+        "username=alice",
+        "password=wrong",
+    ])?;
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(wrong.stderr.contains("Error authenticating"), "{wrong:?}");
+
+    // approle at a custom path: role, role-id, secret-id, login.
+    root.ok(&["auth", "enable", "-path=ci", "approle"])?;
+    root.ok(&["write", "auth/ci/role/build", "token_policies=kv-read"])?;
+    let role_id = root
+        .ok(&["read", "-field=role_id", "auth/ci/role/build/role-id"])?
+        .stdout;
+    let secret_id = root
+        .ok(&[
+            "write",
+            "-f",
+            "-field=secret_id",
+            "auth/ci/role/build/secret-id",
+        ])?
+        .stdout;
+    assert!(!role_id.is_empty() && !secret_id.is_empty());
+    let login = cli.ok(&[
+        "login",
+        "-method=approle",
+        "-path=ci",
+        "-no-store",
+        "-format=json",
+        &format!("role_id={role_id}"),
+        &format!("secret_id={secret_id}"),
+    ])?;
+    let auth = login.json()?;
+    let policies = strings(&auth["auth"]["policies"]);
+    assert!(policies.contains(&"kv-read".to_string()), "{auth}");
+    let approle_token = auth["auth"]["client_token"].as_str().unwrap_or_default();
+    assert_eq!(
+        cli.run_as(
+            Some(approle_token),
+            &["kv", "get", "-field=pw", "secret/team/db"]
+        )?
+        .stdout,
+        "s3cret"
+    );
+    // -no-store left alice's token in the helper.
+    assert_eq!(std::fs::read_to_string(cli.helper_file())?, token);
+
+    let tuned = root.ok(&["auth", "tune", "-default-lease-ttl=30m", "ci"])?;
+    assert_eq!(
+        tuned.stdout.trim(),
+        "Success! Tuned the auth method at: ci/"
+    );
+    let disabled = root.ok(&["auth", "disable", "ci"])?;
+    assert!(disabled.stdout.contains("ci/"), "{disabled:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn cli_leases_and_audit_devices() -> Result<()> {
     let server = Server::start_dev("root").await?;
     let cli = Cli::new(&server)?.with_token("root");

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod completion;
 pub mod generic;
 pub mod kv;
+pub mod kv_metadata;
 pub mod lease;
 pub mod login;
 pub mod mounts;
