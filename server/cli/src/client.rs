@@ -333,7 +333,7 @@ impl Client {
         let transport = |e: reqwest::Error| ApiError::Transport {
             method: method.to_string(),
             url: url.to_string(),
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
@@ -406,7 +406,7 @@ impl Client {
         let transport = |e: reqwest::Error| ApiError::Transport {
             method: method.to_string(),
             url: url.clone(),
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
         };
         let resp = req.send().await.map_err(transport)?;
         if resp.status().as_u16() >= 400 {
@@ -428,7 +428,7 @@ impl Client {
         let transport = |e: reqwest::Error| ApiError::Transport {
             method: "GET".into(),
             url: url.clone(),
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
         };
         let resp = req.send().await.map_err(transport)?;
         let code = resp.status().as_u16();
