@@ -108,7 +108,7 @@ async fn approle_login_with_secret_id() -> anyhow::Result<()> {
         Some(
             SetAppRoleRequest::builder()
                 .token_policies(vec!["default".to_string()])
-                .secret_id_num_uses(2),
+                .secret_id_num_uses(2u64),
         ),
     )
     .await?;
