@@ -29,7 +29,7 @@ fn malformed_values_stop_the_server_with_the_key_named() {
         ("storage \"consul\" {}\nlistener \"tcp\" { tls_disable = true }", "consul"),
         ("storage \"inmem\" {}\nlistener \"tcp\" { address = \"127.0.0.1:1\" }", "tls_cert_file"),
         ("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\nseal \"transit\" { address = \"https://x\" }", "seal \"transit\""),
-        ("this is { not hcl", "config"),
+        ("this is { not hcl", "invalid HCL"),
     ];
     for (text, key) in cases {
         let (ok, stderr) = run_config(text);
