@@ -820,6 +820,19 @@ async fn cli_login_with_userpass_and_approle() -> Result<()> {
     let denied = cli.run(&["kv", "put", "secret/team/db", "pw=x"])?;
     assert_eq!(denied.code, 2, "{denied:?}");
     assert!(denied.stderr.contains("permission denied"), "{denied:?}");
+    let piped = cli.run_stdin(
+        &[
+            "login",
+            "-no-store",
+            "-field=token",
+            "-method=userpass",
+            "username=alice",
+            "password=-",
+        ],
+        "correct horse\n",
+    )?;
+    assert_eq!(piped.code, 0, "{piped:?}");
+    assert!(piped.stdout.starts_with("hvs."), "{piped:?}");
     let wrong = cli.run(&[
         "login",
         "-method=userpass",

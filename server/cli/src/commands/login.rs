@@ -48,12 +48,16 @@ pub struct LoginArgs {
     pub global: GlobalArgs,
 }
 
+/// Remove a credential from the data, without the line ending a `key=-` read from
+/// standard input brings along (`echo pw | coffer login ... password=-`).
 fn take_string(data: &mut Map<String, Value>, key: &str) -> Option<String> {
-    match data.remove(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        Some(Value::Array(list)) => list.last().and_then(Value::as_str).map(String::from),
-        _ => None,
-    }
+    let value = match data.remove(key) {
+        Some(Value::String(s)) => s,
+        Some(Value::Array(list)) => list.last().and_then(Value::as_str)?.to_string(),
+        _ => return None,
+    };
+    let value = value.trim_end_matches(['\n', '\r']).to_string();
+    (!value.is_empty()).then_some(value)
 }
 
 pub async fn run(a: LoginArgs) -> CmdResult {
@@ -68,9 +72,12 @@ pub async fn run(a: LoginArgs) -> CmdResult {
 
     let secret = if method == "token" {
         let (token, rest): (Option<String>, Vec<String>) = match a.args.first() {
-            Some(first) if !first.contains('=') && first != "-" => {
-                (Some(first.clone()), a.args[1..].to_vec())
-            }
+            // `coffer login -`: the token is read from standard input.
+            Some(first) if first == "-" => (
+                Some(prompt_secret("Token (will be hidden): ")?),
+                a.args[1..].to_vec(),
+            ),
+            Some(first) if !first.contains('=') => (Some(first.clone()), a.args[1..].to_vec()),
             _ => (None, a.args.clone()),
         };
         let mut data = parse_data(&rest)?;
