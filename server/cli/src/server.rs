@@ -277,6 +277,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 pub fn catalog() -> coffer_core::mounts::Catalog {
     coffer_core::mounts::Catalog::new()
         .secret("kv", coffer_plugin_kv::factory)
+        .secret("transit", coffer_plugin_transit::factory)
         .auth("userpass", coffer_plugin_userpass::factory)
         .auth("approle", coffer_plugin_approle::factory)
 }
