@@ -1,7 +1,7 @@
 //! Nothing below the barrier sees plaintext: write recognisable values through the API
-//! (a cubbyhole secret, a policy, token metadata), force a snapshot-sized log, then
-//! scan every byte of the data directory (Raft log segments, snapshots, sled) for them
-//! and for the root token.
+//! (a cubbyhole secret, a policy, token metadata, a KV v2 secret, a transit key), then
+//! scan every byte of the data directory (Raft log segments, snapshots, sled) for them,
+//! for the raw transit key bytes and for the tokens.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -45,6 +45,54 @@ async fn no_plaintext_below_the_barrier() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::OK, "{body}");
     let child = body["auth"]["client_token"].as_str().unwrap().to_string();
 
+    // A KV v2 secret and a transit key.
+    let (status, body) = server
+        .call(
+            "POST",
+            "sys/mounts/secret",
+            Some(&root),
+            Some(json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = server
+        .call(
+            "POST",
+            "secret/data/app",
+            Some(&root),
+            Some(json!({"data": {"password": canary}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server
+        .call(
+            "POST",
+            "sys/mounts/transit",
+            Some(&root),
+            Some(json!({"type": "transit"})),
+        )
+        .await?;
+    let (status, body) = server
+        .call(
+            "POST",
+            "transit/keys/canary",
+            Some(&root),
+            Some(json!({"exportable": true})),
+        )
+        .await?;
+    assert!(status.is_success(), "{body}");
+    let (_, exported) = server
+        .call(
+            "GET",
+            "transit/export/encryption-key/canary/1",
+            Some(&root),
+            None,
+        )
+        .await?;
+    let transit_key_b64 = exported["data"]["keys"]["1"].as_str().unwrap().to_string();
+    let transit_key =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &transit_key_b64)?;
+
     // Read back through the barrier: it is all there.
     let (_, body) = server
         .call("GET", "cubbyhole/canary", Some(&root), None)
@@ -62,7 +110,8 @@ async fn no_plaintext_below_the_barrier() -> anyhow::Result<()> {
             canary.as_bytes(),
             root.as_bytes(),
             child.as_bytes(),
-            b"canary-policy-body-never" as &[u8],
+            &transit_key[..],
+            transit_key_b64.as_bytes(),
         ] {
             assert!(
                 !contains(bytes, needle),
