@@ -6,7 +6,6 @@ mod auth;
 mod barrier_canary;
 mod cli;
 mod config;
-mod external_plugin;
 mod harness;
 mod kv;
 mod leases;
