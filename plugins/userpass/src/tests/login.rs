@@ -1,7 +1,7 @@
 //! Login and renew: the auth block, uniform failures, CIDR binding, password changes,
 //! and the cost of a login with the real parameters.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coffer_sdk::Operation::{Create, Delete, Update};
 use coffer_sdk::SdkError;
@@ -194,36 +194,4 @@ async fn login_with_the_real_parameters() {
             .await,
         invalid()
     );
-}
-
-/// Prints the average login time with the real parameters, for a known and an unknown
-/// user (interleaved, after a warm-up). Run in release: `cargo test --release -p
-/// coffer-plugin-userpass login_cost -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement, not a check; run in release"]
-async fn login_cost() {
-    let m = Mount::with_params(DEFAULT_PARAMS);
-    m.ok(Create, "users/timed", json!({"password": "pw"})).await;
-    const ROUNDS: u32 = 40;
-    let paths = [
-        ("known user", "login/timed"),
-        ("unknown user", "login/ghost"),
-    ];
-    for (_, path) in paths {
-        let _ = m.call(Update, path, json!({"password": "pw"})).await;
-    }
-    let mut totals = [Duration::ZERO; 2];
-    for _ in 0..ROUNDS {
-        for (i, (_, path)) in paths.iter().enumerate() {
-            let start = Instant::now();
-            let _ = m.call(Update, path, json!({"password": "pw"})).await;
-            totals[i] += start.elapsed();
-        }
-    }
-    for (i, (label, _)) in paths.iter().enumerate() {
-        println!(
-            "{label}: {:?} per login over {ROUNDS} logins",
-            totals[i] / ROUNDS
-        );
-    }
 }
