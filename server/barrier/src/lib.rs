@@ -2,10 +2,11 @@
 //!
 //! Everything written below this crate is ciphertext, except the seal configuration.
 //! `cipher` is the byte format, `keyring` the key hierarchy's keys, `shamir` the
-//! unseal-key splitting, `unseal` share collection, and `barrier` ties them to the
-//! replicated store.
+//! unseal-key splitting, `unseal` share collection, `barrier` ties them to the
+//! replicated store, and `bootstrap` is the joining side of the Raft join challenge.
 
 pub mod barrier;
+pub mod bootstrap;
 pub mod cipher;
 pub mod keyring;
 pub mod shamir;

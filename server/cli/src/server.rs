@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use coffer_barrier::barrier::Barrier;
-use coffer_core::{Cluster, Core, CoreConfig};
+use coffer_core::{Core, CoreConfig};
 use coffer_raft::{RaftNode, RaftOptions};
 
 use crate::config::{ServerConfig, StorageConfig, TcpListener};
@@ -28,35 +27,8 @@ pub struct ServerArgs {
     pub log_level: Option<String>,
 }
 
-/// Leadership facts from the Raft node, for the core.
-struct RaftCluster {
-    node: Arc<RaftNode>,
-    storage_type: &'static str,
-}
-
-impl Cluster for RaftCluster {
-    fn is_leader(&self) -> bool {
-        self.node.is_leader()
-    }
-    fn leader_api_addr(&self) -> Option<String> {
-        self.node.leader().map(|(_, n)| n.api_addr)
-    }
-    fn leader_cluster_addr(&self) -> Option<String> {
-        self.node.leader().map(|(_, n)| n.cluster_addr)
-    }
-    fn committed_index(&self) -> u64 {
-        self.node.committed_index()
-    }
-    fn applied_index(&self) -> u64 {
-        coffer_storage::Backend::applied_index(&*self.node)
-    }
-    fn storage_type(&self) -> String {
-        self.storage_type.to_string()
-    }
-}
-
 /// A stable numeric Raft id from Vault's string `node_id`.
-fn numeric_node_id(node_id: &str) -> u64 {
+pub(crate) fn numeric_node_id(node_id: &str) -> u64 {
     if let Ok(n) = node_id.parse::<u64>() {
         return n;
     }
@@ -101,12 +73,14 @@ pub struct Running {
     /// The actix server handle.
     pub http: actix_web::dev::ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    cluster: Arc<crate::cluster::RaftCluster>,
 }
 
 impl Running {
     /// Wait until the HTTP server stops (signal or `stop`), then stop Raft.
     pub async fn wait(self) -> anyhow::Result<()> {
         let result = self.server_task.await;
+        self.cluster.stop().await;
         let _ = self.raft.shutdown().await;
         result.context("http server task")??;
         Ok(())
@@ -116,6 +90,7 @@ impl Running {
     pub async fn stop(self) {
         self.http.stop(true).await;
         let _ = self.server_task.await;
+        self.cluster.stop().await;
         let _ = self.raft.shutdown().await;
     }
 }
@@ -195,28 +170,39 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         StorageConfig::Inmem => (None, None, "inmem"),
     };
     let node_id = resolve_node_id(configured_id.as_deref(), data_dir.as_deref())?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("building the cluster client")?;
+    // Where the cluster listener binds: the listener's `cluster_address`, else the host
+    // and port of `cluster_addr`.
+    let cluster_bind = first
+        .cluster_address
+        .clone()
+        .unwrap_or_else(|| crate::cluster::host_port(&cluster_addr).to_string());
     let raft = RaftNode::open(RaftOptions {
         node_id: numeric_node_id(&node_id),
+        name: node_id.clone(),
         api_addr: api_addr.clone(),
-        cluster_addr,
-        data_dir,
-        client,
-        tls: false,
+        cluster_addr: cluster_addr.clone(),
+        data_dir: data_dir.clone(),
+        client: None,
+        tls: true,
+        max_format: max_log_format(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("opening raft storage: {e}"))?;
-    raft.bootstrap_if_fresh()
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping raft: {e}"))?;
-    // A single node elects itself within an election timeout; wait for that so the
-    // first request (or dev-mode init) does not meet a leaderless node.
-    if let Err(e) = raft.wait_for_leader(Duration::from_secs(5)).await {
-        tracing::warn!("no raft leader yet ({e}); continuing");
-    }
+    // Sealed until unsealed: replicate and vote, but do not campaign. `sys/init`
+    // bootstraps a new cluster; a joining node is added by the active node.
+    raft.set_sealed(true);
+    let cluster = crate::cluster::RaftCluster::new(crate::cluster::ClusterSetup {
+        node: raft.clone(),
+        storage_type,
+        credentials_dir: data_dir.as_ref().map(|d| d.join("cluster")),
+        bind_addr: cluster_bind,
+        member: coffer_core::cluster_api::LocalMember {
+            name: node_id.clone(),
+            api_addr: api_addr.clone(),
+            cluster_addr: cluster_addr.clone(),
+            max_format: raft.transport().max_format(),
+        },
+    })?;
     let backend: Arc<dyn coffer_storage::Backend> = raft.clone();
     let barrier = Barrier::new(backend);
     let core_config = CoreConfig {
@@ -232,12 +218,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             .unwrap_or_else(|| "coffer-cluster".into()),
         api_addr: api_addr.clone(),
     };
-    let cluster = Arc::new(RaftCluster {
-        node: raft.clone(),
-        storage_type,
-    });
-    let core = Core::new(barrier, cluster, core_config, catalog());
-    let state = coffer_http::AppState { core: core.clone() };
+    let core = Core::new(barrier, cluster.clone(), core_config, catalog());
+    cluster.attach(&core);
+    if let StorageConfig::Raft(r) = &config.storage {
+        let targets = retry_join_targets(&r.retry_join)?;
+        core.start_retry_join(targets, false);
+    }
+    let state = coffer_http::AppState {
+        core: core.clone(),
+        forwarder: Some(Arc::new(crate::cluster::ClusterForwarder::new(
+            raft.clone(),
+        ))),
+        trusted_forwarding: false,
+    };
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
@@ -270,7 +263,49 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         api_addrs,
         http,
         server_task,
+        cluster,
     })
+}
+
+/// Test-only knob: `COFFER_MAX_LOG_FORMAT` makes this node claim (and apply) only log
+/// entry formats up to that number, standing in for an older build in upgrade tests.
+fn max_log_format() -> u32 {
+    match std::env::var("COFFER_MAX_LOG_FORMAT") {
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) => {
+                tracing::warn!(
+                    max_format = n,
+                    "COFFER_MAX_LOG_FORMAT is set: this node claims an older log entry format"
+                );
+                n
+            }
+            Err(_) => coffer_raft::CURRENT_FORMAT,
+        },
+        Err(_) => coffer_raft::CURRENT_FORMAT,
+    }
+}
+
+/// `retry_join` blocks as join targets (their PEM files read now).
+fn retry_join_targets(
+    blocks: &[crate::config::RetryJoin],
+) -> anyhow::Result<Vec<coffer_core::cluster_api::JoinTarget>> {
+    let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        p.as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()
+    };
+    blocks
+        .iter()
+        .map(|b| {
+            Ok(coffer_core::cluster_api::JoinTarget {
+                leader_api_addr: b.leader_api_addr.clone(),
+                leader_ca_cert: read(&b.leader_ca_cert_file)?,
+                leader_client_cert: read(&b.leader_client_cert_file)?,
+                leader_client_key: read(&b.leader_client_key_file)?.map(zeroize::Zeroizing::new),
+                leader_tls_servername: b.leader_tls_servername.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Every built-in plugin, by type name (Vault's builtin catalog).

@@ -6,6 +6,8 @@
 //! and the mapping from errors to `{"errors": [...]}`.
 
 pub mod envelope;
+pub mod forward;
+pub mod raft_routes;
 pub mod routes;
 pub mod tls;
 
@@ -23,4 +25,20 @@ pub const MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
 pub struct AppState {
     /// The core all requests go to.
     pub core: Arc<Core>,
+    /// Replays requests a standby cannot serve on the active node (`None`: redirect).
+    pub forwarder: Option<forward::SharedForwarder>,
+    /// Set on the cluster listener only: requests forwarded by (mutually authenticated)
+    /// standbys may name the original client address.
+    pub trusted_forwarding: bool,
+}
+
+impl AppState {
+    /// The API state of a node that never forwards (single node, tests).
+    pub fn new(core: Arc<Core>) -> AppState {
+        AppState {
+            core,
+            forwarder: None,
+            trusted_forwarding: false,
+        }
+    }
 }

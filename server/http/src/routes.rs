@@ -114,6 +114,14 @@ async fn dispatch(
         Err(resp) => return resp,
     };
     let method = req.method().clone();
+    if let Some(resp) = crate::forward::before_local(&req, &method, &path, &body, &state).await {
+        return resp;
+    }
+    if let Some(resp) =
+        crate::raft_routes::handle(&req, &method, &path, &body, &state, token_of(&req)).await
+    {
+        return resp;
+    }
     if let Some(resp) = bare_sys(&req, &method, &path, &body, &state).await {
         return resp;
     }
@@ -355,10 +363,16 @@ async fn logical(
         data,
         query,
         wrap_ttl,
-        remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        remote_addr: crate::forward::client_addr(req, state),
     };
+    let original_path = request.path.clone();
     match state.core.handle_request(request).await {
         Ok(resp) => render(resp),
+        Err(e @ CoreError::Standby { .. }) => {
+            crate::forward::standby_fallback(req, &method, &original_path, body, state)
+                .await
+                .unwrap_or_else(|| core_error(&e))
+        }
         Err(e) => core_error(&e),
     }
 }

@@ -35,8 +35,9 @@ fn raft_write(c: &mut Criterion) {
             api_addr: "http://127.0.0.1:8200".into(),
             cluster_addr: "127.0.0.1:8201".into(),
             data_dir: Some(dir.path().to_path_buf()),
-            client: reqwest::Client::new(),
+            client: Some(reqwest::Client::new()),
             tls: false,
+            ..RaftOptions::default()
         })
         .await
         .expect("open node");

@@ -20,6 +20,7 @@
 
 mod batcher;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod state_machine;
 pub mod types;
@@ -41,27 +42,54 @@ use openraft::{Config, ServerState, SnapshotPolicy};
 
 use crate::batcher::Batcher;
 pub use crate::log_store::LogStore;
-pub use crate::network::{configure, NetworkFactory};
+pub use crate::membership::{ExportedState, Member, MembershipView, ServerHealth};
+pub use crate::network::{configure, NetworkFactory, PeerInfo, Transport};
 pub use crate::state_machine::StateMachine;
 pub use crate::types::{
-    supported, Envelope, Node, Raft, Response, TypeConfig, CURRENT_FORMAT, OP_BATCH,
+    supported, Envelope, Node, Raft, Response, TypeConfig, CURRENT_FORMAT, FORMAT_V1, OP_BATCH,
+    OP_RESTORE,
 };
+
+/// How long a caller waits for its write to commit before it gets `Timeout` (a leader cut
+/// off from the majority cannot commit; its callers must not wait forever).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a node is opened.
 #[derive(Clone, Debug)]
 pub struct RaftOptions {
     /// This node's Raft id; stable across restarts.
     pub node_id: u64,
+    /// This node's name (Vault's string `node_id`), kept in the membership.
+    pub name: String,
     /// This node's API address (given to clients redirected from a standby).
     pub api_addr: String,
     /// This node's cluster address (`host:port`), where peers send Raft RPCs.
     pub cluster_addr: String,
     /// Where the log, state and snapshot live; `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
-    /// The HTTP client for cluster RPCs, already configured for the cluster's TLS.
-    pub client: reqwest::Client,
+    /// The HTTP client for cluster RPCs, already configured for the cluster's TLS; `None`
+    /// until credentials exist ([`Transport::set_client`] installs one later).
+    pub client: Option<reqwest::Client>,
     /// Whether peers are reached over `https://` (otherwise `http://`).
     pub tls: bool,
+    /// The highest log-entry format this node applies and advertises: [`CURRENT_FORMAT`]
+    /// except when a test makes the node stand in for an older build.
+    pub max_format: u32,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        RaftOptions {
+            node_id: 1,
+            name: "node1".into(),
+            api_addr: String::new(),
+            cluster_addr: String::new(),
+            data_dir: None,
+            client: None,
+            tls: true,
+            max_format: CURRENT_FORMAT,
+        }
+    }
 }
 
 /// Timing and log-compaction settings of every node.
@@ -89,6 +117,8 @@ pub struct RaftNode {
     batcher: Batcher,
     committed: Arc<AtomicU64>,
     stopped: AtomicBool,
+    transport: Arc<Transport>,
+    stepping_down: AtomicBool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StorageError {
@@ -113,10 +143,12 @@ impl RaftNode {
             };
         let log = LogStore::open(wal).map_err(|e| StorageError::Io(e.to_string()))?;
         let committed = log.committed_cell();
-        let sm = StateMachine::open(kv, snapshot_dir)?;
+        let max_format = opts.max_format.clamp(types::FORMAT_V1, CURRENT_FORMAT);
+        let sm = StateMachine::open_with_format(kv, snapshot_dir, max_format)?;
 
         let config = raft_config().validate().map_err(unavailable)?;
-        let network = NetworkFactory::new(opts.node_id, opts.client.clone(), opts.tls);
+        let transport = Transport::new(opts.node_id, opts.tls, opts.client.clone(), max_format);
+        let network = NetworkFactory::new(transport.clone());
         let raft = openraft::Raft::new(
             opts.node_id,
             Arc::new(config),
@@ -127,11 +159,13 @@ impl RaftNode {
         .await
         .map_err(unavailable)?;
         let batcher = Batcher::start(raft.clone());
-        Ok(Arc::new(RaftNode {
+        let node = Arc::new(RaftNode {
             id: opts.node_id,
             node: Node {
                 api_addr: opts.api_addr,
                 cluster_addr: opts.cluster_addr,
+                name: opts.name,
+                non_voter: false,
             },
             raft,
             sm,
@@ -139,7 +173,16 @@ impl RaftNode {
             batcher,
             committed,
             stopped: AtomicBool::new(false),
-        }))
+            transport,
+            stepping_down: AtomicBool::new(false),
+        });
+        tokio::spawn(membership::autopilot(Arc::downgrade(&node)));
+        Ok(node)
+    }
+
+    /// The cluster transport (credentials, peer advertisements, test drop filter).
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.transport
     }
 
     /// If this node has never been part of a cluster (no log, no vote), make it the single
@@ -269,7 +312,13 @@ impl Backend for RaftNode {
 
     async fn commit(&self, ops: Vec<Op>) -> Result<u64, StorageError> {
         self.check_running()?;
-        self.batcher.commit(ops).await
+        if self.stepping_down.load(Ordering::Acquire) {
+            return Err(StorageError::NotLeader { leader: None });
+        }
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.batcher.commit(ops)).await {
+            Ok(res) => res,
+            Err(_) => Err(StorageError::Timeout),
+        }
     }
 
     fn add_apply_listener(&self, listener: ApplyListener) {

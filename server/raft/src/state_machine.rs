@@ -15,9 +15,14 @@
 //!   atomically, so the log purge that follows is always behind durable state.
 //!   Installing replaces the whole store (first persisting the snapshot file, so an
 //!   interrupted install is finished on the next start) and flushes.
+//! * **Restore entries** ([`crate::types::OP_RESTORE`], format 2): the store is replaced by
+//!   the entry's snapshot payload at that log position; `last_applied` and the membership
+//!   stay this cluster's. Listeners hear every key that existed before or after.
 //! * **Recovery** on open: if the store is behind the persisted snapshot (sled lost its
 //!   last writes in a power loss: it does not fsync) or a replacement was interrupted,
-//!   the snapshot is installed again before openraft starts.
+//!   the snapshot is installed again before openraft starts. An interrupted replacement
+//!   with no snapshot file (a restore entry, on a node whose log was never purged) empties
+//!   the store and lets openraft re-apply the whole log.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -38,6 +43,7 @@ use tokio::sync::watch;
 
 use crate::types::{
     Command, Entry, EnvelopeError, LogId, Node, RaftStorageError, Response, TypeConfig,
+    CURRENT_FORMAT,
 };
 
 const LAST_APPLIED_KEY: &str = "raft.last_applied";
@@ -97,6 +103,9 @@ struct Applied {
 
 struct Shared {
     kv: Arc<dyn KvStore>,
+    /// The highest entry format this node applies (below [`CURRENT_FORMAT`] only when a
+    /// test makes it stand in for an older build).
+    max_format: u32,
     /// Held while a batch is written and while a snapshot copies the store.
     apply_lock: Mutex<Applied>,
     listeners: RwLock<Vec<ApplyListener>>,
@@ -144,6 +153,15 @@ impl StateMachine {
         kv: Arc<dyn KvStore>,
         snapshot_dir: Option<PathBuf>,
     ) -> Result<StateMachine, StorageError> {
+        StateMachine::open_with_format(kv, snapshot_dir, CURRENT_FORMAT)
+    }
+
+    /// [`StateMachine::open`] for a node that applies entry formats up to `max_format`.
+    pub fn open_with_format(
+        kv: Arc<dyn KvStore>,
+        snapshot_dir: Option<PathBuf>,
+        max_format: u32,
+    ) -> Result<StateMachine, StorageError> {
         let current = match &snapshot_dir {
             Some(dir) => {
                 fs::create_dir_all(dir)
@@ -171,17 +189,22 @@ impl StateMachine {
                 membership = snap.meta.last_membership.clone();
             }
         } else if interrupted {
-            return Err(StorageError::Corrupt(
-                "an interrupted snapshot install left the state store incomplete and no snapshot \
-                 file to finish it from"
-                    .into(),
-            ));
+            // Only a restore entry replaces the store on a node without a snapshot file, and
+            // such a node never purged its log: start from nothing and re-apply it all.
+            tracing::warn!(
+                "an interrupted store replacement left the state store incomplete; emptying it \
+                 so the whole log is applied again"
+            );
+            kv.replace_all(KvExport::default())?;
+            last_applied = None;
+            membership = Membership::default();
         }
 
         let (applied_tx, _) = watch::channel(applied_index_of(last_applied));
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 kv,
+                max_format,
                 apply_lock: Mutex::new(Applied {
                     last_applied,
                     membership,
@@ -222,6 +245,86 @@ impl StateMachine {
     /// Flush the store to disk.
     pub fn flush(&self) -> Result<(), StorageError> {
         self.shared.kv.flush()
+    }
+
+    /// The highest entry format this state machine applies.
+    pub fn max_format(&self) -> u32 {
+        self.shared.max_format
+    }
+
+    /// A consistent copy of every key/value pair (ciphertext) in the snapshot payload
+    /// encoding, with the log id it reflects. Applies wait while the store is copied.
+    pub fn export_payload(&self) -> Result<(Option<LogId>, Vec<u8>), StorageError> {
+        let (last, export) = {
+            let state = lock(&self.shared.apply_lock);
+            (state.last_applied, self.shared.kv.export()?)
+        };
+        let payload = SnapshotPayload {
+            format: SNAPSHOT_FORMAT,
+            pairs: export
+                .data
+                .into_iter()
+                .map(|(key, value)| KvPair { key, value })
+                .collect(),
+        };
+        let data = rmp_serde::to_vec_named(&payload)
+            .map_err(|e| StorageError::Io(format!("encoding the snapshot: {e}")))?;
+        Ok((last, data))
+    }
+
+    /// Replace the store with a restore entry's payload at `log_id`, keeping this cluster's
+    /// membership. Returns every key that existed before or exists after.
+    fn restore_payload(
+        &self,
+        state: &mut Applied,
+        payload: &[u8],
+        log_id: LogId,
+        membership: &Membership,
+    ) -> Result<Vec<String>, RaftStorageError> {
+        let apply_err = |e: StorageError| -> RaftStorageError {
+            StorageIOError::new(
+                ErrorSubject::Apply(log_id),
+                ErrorVerb::Write,
+                AnyError::new(&e),
+            )
+            .into()
+        };
+        let payload = decode_payload(payload).map_err(apply_err)?;
+        let kv = self.shared.kv.as_ref();
+        let mut changed: BTreeSet<String> = kv
+            .keys_with_prefix("")
+            .map_err(apply_err)?
+            .into_iter()
+            .collect();
+        changed.extend(payload.pairs.iter().map(|p| p.key.clone()));
+        let last = Some(log_id);
+        kv.replace_all(KvExport {
+            data: payload
+                .pairs
+                .into_iter()
+                .map(|p| (p.key, p.value))
+                .collect(),
+            meta: vec![
+                (
+                    LAST_APPLIED_KEY.to_string(),
+                    meta_bytes(&last).map_err(apply_err)?,
+                ),
+                (
+                    MEMBERSHIP_KEY.to_string(),
+                    meta_bytes(membership).map_err(apply_err)?,
+                ),
+            ],
+        })
+        .map_err(apply_err)?;
+        state.last_applied = last;
+        state.membership = membership.clone();
+        self.shared.applied_tx.send_replace(log_id.index);
+        tracing::warn!(
+            index = log_id.index,
+            keys = changed.len(),
+            "restored the state machine from a snapshot"
+        );
+        Ok(changed.into_iter().collect())
     }
 
     fn notify(&self, changes: &[(u64, Vec<String>)]) {
@@ -333,6 +436,11 @@ fn decode_payload(data: &[u8]) -> Result<SnapshotPayload, StorageError> {
     Ok(payload)
 }
 
+/// Check that `data` is a snapshot payload this build can install.
+pub(crate) fn validate_payload(data: &[u8]) -> Result<(), StorageError> {
+    decode_payload(data).map(|_| ())
+}
+
 fn meta_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
     rmp_serde::to_vec_named(v).map_err(|e| StorageError::Io(format!("encoding metadata: {e}")))
 }
@@ -387,13 +495,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Membership(m) => {
                     membership = StoredMembership::new(Some(log_id), m);
                 }
-                EntryPayload::Normal(env) => match env.decode() {
+                EntryPayload::Normal(env) => match env.decode_up_to(self.shared.max_format) {
                     Ok(Command::Batch(batch)) => {
                         changes.push((
                             log_id.index,
                             batch.iter().map(|op| op.key().to_string()).collect(),
                         ));
                         ops.extend(batch);
+                    }
+                    Ok(Command::Restore(payload)) => {
+                        // What came before lands first; the restore replaces it all.
+                        if let Some(prev) = last {
+                            self.commit_batch(&mut state, &ops, prev, &membership)?;
+                            ops.clear();
+                        }
+                        let keys =
+                            self.restore_payload(&mut state, &payload, log_id, &membership)?;
+                        changes.push((log_id.index, keys));
                     }
                     Err(e) => {
                         // Keep what came before, then stop: never skip this entry.
@@ -412,7 +530,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                      build does not understand (it knows format {}); upgrade this \
                                      node. The entry is not skipped: applying stops here.",
                                     log_id.index,
-                                    crate::types::CURRENT_FORMAT,
+                                    self.shared.max_format,
                                 );
                                 format!(
                                     "log entry {} has unsupported format {format} / op {op}",

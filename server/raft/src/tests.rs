@@ -128,7 +128,7 @@ async fn apply_stops_at_an_unknown_op_and_never_skips_it() {
         .apply(vec![entry(2, newer)])
         .await
         .expect_err("newer format");
-    assert!(err.to_string().contains("format 2"), "{err}");
+    assert!(err.to_string().contains("format 3"), "{err}");
     let garbage = Envelope {
         format: 1,
         op: 1,
@@ -250,8 +250,9 @@ fn options(dir: Option<&std::path::Path>) -> RaftOptions {
         api_addr: "https://127.0.0.1:8200".into(),
         cluster_addr: "127.0.0.1:8201".into(),
         data_dir: dir.map(|d| d.to_path_buf()),
-        client: reqwest::Client::new(),
+        client: Some(reqwest::Client::new()),
         tls: true,
+        ..RaftOptions::default()
     }
 }
 
@@ -498,4 +499,142 @@ async fn concurrent_commits_share_entries_and_all_land() {
         }
     }
     node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_restore_entry_replaces_the_store_and_reports_every_key() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemKv::new());
+    let mut sm = StateMachine::open(kv.clone(), None).expect("open");
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    sm.add_listener(Arc::new(move |i, keys| {
+        seen2.lock().expect("lock").push((i, keys.to_vec()))
+    }));
+    sm.apply(vec![entry(
+        1,
+        batch(&[put("old/a", b"1"), put("keep", b"x")]),
+    )])
+    .await
+    .expect("apply");
+
+    // A payload exported from another store: `keep` and `new/b`.
+    let other: Arc<dyn KvStore> = Arc::new(MemKv::new());
+    let mut donor = StateMachine::open(other, None).expect("open donor");
+    donor
+        .apply(vec![entry(
+            1,
+            batch(&[put("keep", b"y"), put("new/b", b"2")]),
+        )])
+        .await
+        .expect("apply donor");
+    let (_, payload) = donor.export_payload().expect("export");
+
+    sm.apply(vec![
+        entry(2, batch(&[put("before", b"lost")])),
+        entry(3, Envelope::restore(payload)),
+        entry(4, batch(&[put("after", b"kept")])),
+    ])
+    .await
+    .expect("apply restore");
+    assert_eq!(
+        kv.keys_with_prefix("").expect("keys"),
+        vec!["after", "keep", "new/b"]
+    );
+    assert_eq!(kv.get("keep").expect("get"), Some(b"y".to_vec()));
+    let (applied, _) = sm.applied_state().await.expect("state");
+    assert_eq!(applied, Some(log_id(1, 4)));
+    let seen = seen.lock().expect("lock").clone();
+    let restore = seen
+        .iter()
+        .find(|(i, _)| *i == 3)
+        .expect("restore reported");
+    assert_eq!(
+        restore.1,
+        vec!["before", "keep", "new/b", "old/a"],
+        "every key before or after the restore"
+    );
+}
+
+#[tokio::test]
+async fn a_format_one_node_stops_at_a_restore_entry() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemKv::new());
+    let mut sm = StateMachine::open_with_format(kv.clone(), None, crate::FORMAT_V1).expect("open");
+    let (_, payload) = StateMachine::open(Arc::new(MemKv::new()), None)
+        .expect("open")
+        .export_payload()
+        .expect("export");
+    let err = sm
+        .apply(vec![
+            entry(1, batch(&[put("a", b"1")])),
+            entry(2, Envelope::restore(payload)),
+        ])
+        .await
+        .expect_err("an older node must stop");
+    assert!(err.to_string().contains("format 2 / op 2"), "{err}");
+    assert_eq!(sm.applied_index(), 1);
+    assert_eq!(kv.get("a").expect("get"), Some(b"1".to_vec()));
+}
+
+#[test]
+fn an_interrupted_replace_without_a_snapshot_file_starts_over_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    kv.apply(&[put("half", b"way")], &[]).expect("apply");
+    kv.apply(&[], &[(coffer_storage::kv::REPLACE_MARKER, b"1")])
+        .expect("mark");
+    let sm = StateMachine::open(kv.clone(), Some(dir.path().join("snapshot"))).expect("open");
+    assert_eq!(sm.applied_index(), 0);
+    assert!(kv.keys_with_prefix("").expect("keys").is_empty());
+    assert!(!kv.replace_interrupted().expect("marker"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_through_the_log_and_the_format_hold_back() {
+    let node = start(None).await;
+    node.commit(vec![put("a", b"1")]).await.expect("commit");
+    let exported = node.export_snapshot().expect("export");
+    assert!(exported.index > 0);
+    node.commit(vec![put("b", b"2")]).await.expect("commit");
+    let idx = node
+        .commit_restore(exported.payload.clone(), Duration::from_secs(1))
+        .await
+        .expect("restore");
+    assert_eq!(node.applied_index(), idx);
+    assert_eq!(node.get("b").expect("get"), None);
+    assert_eq!(node.get("a").expect("get"), Some(b"1".to_vec()));
+    assert!(node.format_holdouts(2).is_empty());
+    // Garbage is refused before anything is written.
+    assert!(node
+        .commit_restore(b"not a payload".to_vec(), Duration::from_secs(1))
+        .await
+        .is_err());
+    node.shutdown().await.expect("shutdown");
+
+    // A node standing in for a format-1 build holds format 2 back and says why.
+    install_crypto();
+    let old = RaftNode::open(RaftOptions {
+        max_format: crate::FORMAT_V1,
+        ..options(None)
+    })
+    .await
+    .expect("open");
+    old.bootstrap_if_fresh().await.expect("bootstrap");
+    old.wait_for_leader(WAIT).await.expect("leader");
+    for _ in 0..200 {
+        if old.is_active() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(old.format_holdouts(2), vec![(1, Some(1))]);
+    let err = old
+        .commit_restore(exported.payload, Duration::from_millis(300))
+        .await
+        .expect_err("held back");
+    assert!(err.to_string().contains("held back"), "{err}");
+    old.commit(vec![put("still", b"works")])
+        .await
+        .expect("format-1 writes go on");
+    old.shutdown().await.expect("shutdown");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer};
 use coffer_raft::network::{NetworkFactory, VOTE_PATH};
-use coffer_raft::{configure, Node, RaftNode, RaftOptions};
+use coffer_raft::{configure, Node, RaftNode, RaftOptions, Transport, CURRENT_FORMAT};
 use coffer_storage::{Backend, Op, StorageError};
 use openraft::error::RPCError;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -37,15 +37,18 @@ async fn spawn_member(id: u64) -> Member {
         api_addr: api_addr(id),
         cluster_addr,
         data_dir: Some(dir.path().to_path_buf()),
-        client: reqwest::Client::new(),
+        client: Some(reqwest::Client::new()),
         tls: false,
+        name: format!("node{id}"),
+        ..RaftOptions::default()
     })
     .await
     .expect("open node");
     let raft = node.raft().clone();
+    let transport = node.transport().clone();
     let server = HttpServer::new(move || {
-        let raft = raft.clone();
-        App::new().configure(move |cfg| configure(cfg, raft))
+        let (raft, transport) = (raft.clone(), transport.clone());
+        App::new().configure(move |cfg| configure(cfg, raft, transport))
     })
     .workers(1)
     .disable_signals()
@@ -200,10 +203,11 @@ async fn a_peer_that_does_not_listen_is_unreachable() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut factory = NetworkFactory::new(1, reqwest::Client::new(), false);
+    let transport = Transport::new(1, false, Some(reqwest::Client::new()), CURRENT_FORMAT);
+    let mut factory = NetworkFactory::new(transport);
     let target = Node {
-        api_addr: String::new(),
         cluster_addr: format!("127.0.0.1:{port}"),
+        ..Node::default()
     };
     let mut net = factory.new_client(2, &target).await;
     let res = net
