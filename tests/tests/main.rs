@@ -6,6 +6,7 @@ mod auth;
 mod barrier_canary;
 mod cli;
 mod config;
+mod external_plugin;
 mod harness;
 mod kv;
 mod leases;

@@ -218,7 +218,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             .unwrap_or_else(|| "coffer-cluster".into()),
         api_addr: api_addr.clone(),
     };
-    let core = Core::new(barrier, cluster.clone(), core_config, catalog());
+    let catalog = catalog().plugin_directory(config.plugin_directory.clone());
+    let core = Core::new(barrier, cluster.clone(), core_config, catalog);
     cluster.attach(&core);
     if let StorageConfig::Raft(r) = &config.storage {
         let targets = retry_join_targets(&r.retry_join)?;

@@ -10,6 +10,7 @@ pub mod cubbyhole;
 pub mod handling;
 pub mod leases;
 pub mod mounts;
+pub mod plugin_catalog;
 pub mod policy_store;
 pub mod seal;
 pub mod store;

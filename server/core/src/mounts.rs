@@ -124,11 +124,13 @@ impl Mounted {
     }
 }
 
-/// Factories by type name, registered by the composition root.
+/// Factories by type name, registered by the composition root; secret-engine types
+/// that are not built in come from `sys/plugins/catalog` and run as their own process.
 #[derive(Clone, Default)]
 pub struct Catalog {
     secret: HashMap<String, Factory>,
     auth: HashMap<String, Factory>,
+    pub(crate) external: crate::plugin_catalog::ExternalPlugins,
 }
 
 impl Catalog {
@@ -147,6 +149,28 @@ impl Catalog {
     pub fn auth(mut self, kind: &str, factory: Factory) -> Catalog {
         self.auth.insert(kind.to_string(), factory);
         self
+    }
+
+    /// Resolve external plugins' commands inside this directory (`plugin_directory`).
+    pub fn plugin_directory(mut self, dir: Option<std::path::PathBuf>) -> Catalog {
+        self.external = self.external.with_directory(dir);
+        self
+    }
+
+    /// The built-in type names of a table, sorted.
+    pub fn names(&self, table: Table) -> Vec<String> {
+        let map = match table {
+            Table::Secret => &self.secret,
+            Table::Auth => &self.auth,
+        };
+        let mut names: Vec<String> = map.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Start the external plugin of a just-instantiated mount (no-op for built-ins).
+    pub async fn start_external(&self, uuid: &str) -> Result<(), CoreError> {
+        self.external.start(uuid).await
     }
 
     fn factory(&self, table: Table, kind: &str) -> Option<Factory> {
@@ -243,15 +267,19 @@ pub fn instantiate(
     };
     let backend = if builtin {
         None
-    } else {
-        let factory = catalog.factory(table, &entry.kind).ok_or_else(|| {
-            CoreError::BadRequest(format!("plugin not found in the catalog: {}", entry.kind))
-        })?;
+    } else if let Some(factory) = catalog.factory(table, &entry.kind) {
         Some(factory(BackendConfig {
             mount_point: entry.path.clone(),
             options: entry.options.clone(),
             storage: storage.clone(),
         })?)
+    } else {
+        // Not built in: a plugin registered in sys/plugins/catalog (its own process).
+        Some(
+            catalog
+                .external
+                .backend(store, table, &entry, storage.clone())?,
+        )
     };
     Ok(Mounted {
         entry,

@@ -299,6 +299,10 @@ impl Core {
                         _ => Err(unsupported()),
                     };
                 }
+                if path == "plugins/catalog" || path.starts_with("plugins/catalog/") {
+                    let rest = path.trim_start_matches("plugins/catalog");
+                    return self.plugin_catalog(state, rest, req).await;
+                }
                 for (prefix, table) in [("mounts/", Table::Secret), ("auth/", Table::Auth)] {
                     if let Some(rest) = path.strip_prefix(prefix) {
                         return self.mount_op(state, table, rest, req).await;
@@ -595,8 +599,10 @@ impl Core {
         }
         entry.uuid = crate::new_uuid();
         entry.accessor = mounts::new_accessor(&entry.kind);
-        // Validates the type and options before anything is written.
-        mounts::instantiate(&state.store, &self.catalog, table, entry.clone())?;
+        // Validates the type and options before anything is written; an external plugin
+        // is started (checksum, handshake) and kept for the router built below.
+        let validated = mounts::instantiate(&state.store, &self.catalog, table, entry.clone())?;
+        self.catalog.start_external(&validated.entry.uuid).await?;
         rows.push(entry);
         let index = state.store.put_json(table.storage_key(), &rows).await?;
         state.reload_router(&self.catalog)?;
