@@ -6,12 +6,14 @@
 //! [`Cluster`] trait for leadership facts.
 
 pub mod audit;
+pub mod cluster_api;
 pub mod cubbyhole;
 pub mod handling;
 pub mod leases;
 pub mod mounts;
 pub mod plugin_catalog;
 pub mod policy_store;
+pub mod raft_snapshot;
 pub mod seal;
 pub mod store;
 pub mod sys;
@@ -35,8 +37,9 @@ pub use seal::{HealthStatus, InitRequest, InitResponse, LeaderStatus, SealStatus
 pub const VAULT_VERSION: &str = "1.16.3";
 
 /// Leadership and replication facts the core needs, implemented over Raft by the
-/// composition root.
-pub trait Cluster: Send + Sync {
+/// composition root. Membership, join, snapshots and the rest of HA are in
+/// [`cluster_api::ClusterOps`].
+pub trait Cluster: cluster_api::ClusterOps + Send + Sync {
     /// Whether this node is the active (leader) node.
     fn is_leader(&self) -> bool;
     /// The leader's API address, if known.
@@ -225,6 +228,8 @@ pub struct Core {
     unsealed: std::sync::RwLock<Option<Arc<Unsealed>>>,
     /// Serialises unseal/seal transitions.
     transition: AsyncMutex<()>,
+    /// High-availability state (pending join, outstanding bootstrap challenges).
+    cluster_state: cluster_api::ClusterState,
     /// A weak handle on itself, for background tasks.
     me: std::sync::Weak<Core>,
 }
@@ -246,6 +251,7 @@ impl Core {
             seal: seal::SealState::default(),
             unsealed: std::sync::RwLock::new(None),
             transition: AsyncMutex::new(()),
+            cluster_state: Default::default(),
         });
         let weak = Arc::downgrade(&core);
         core.barrier
@@ -298,6 +304,7 @@ impl Core {
 
     /// Caches to drop after replicated changes (runs on the apply path: cheap only).
     fn invalidate(&self, keys: &[String]) {
+        self.keys_replicated(keys);
         let Some(state) = self.unsealed.read().ok().and_then(|g| g.clone()) else {
             return;
         };
@@ -357,6 +364,7 @@ impl Core {
             }
         }
         self.barrier.seal();
+        self.cluster.set_sealed(true);
     }
 }
 

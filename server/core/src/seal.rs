@@ -222,12 +222,19 @@ impl Core {
         let shares = to_u8(req.secret_shares, "secret_shares")?;
         let threshold = to_u8(req.secret_threshold, "secret_threshold")?;
         let _guard = self.transition.lock().await;
+        if self.join_pending() {
+            return Err(CoreError::BadRequest(
+                "a raft join is in progress on this node; it cannot be initialized".into(),
+            ));
+        }
+        self.cluster.bootstrap().await?;
         let (unseal_key, key_shares) = self.barrier.initialize(shares, threshold).await?;
         self.barrier.unseal(&unseal_key)?;
         let root_token = new_service_token();
         let result = async {
             self.post_unseal().await?;
             self.unsealed()?.tokens.create_root(&root_token).await?;
+            self.ensure_cluster_pki(&*self.unsealed()?).await?;
             Ok::<(), CoreError>(())
         }
         .await;
@@ -250,8 +257,10 @@ impl Core {
         root_token: Option<String>,
     ) -> Result<(String, String), CoreError> {
         let _guard = self.transition.lock().await;
+        self.cluster.bootstrap().await?;
         let (unseal_key, _) = self.barrier.initialize(1, 1).await?;
         self.barrier.unseal(&unseal_key)?;
+        self.cluster.set_sealed(false);
         self.post_unseal().await?;
         let token = root_token.unwrap_or_else(new_service_token);
         self.unsealed()?.tokens.create_root(&token).await?;
@@ -270,7 +279,10 @@ impl Core {
 
     /// `GET sys/seal-status`.
     pub fn seal_status(&self) -> Result<SealStatus, CoreError> {
-        let config = self.seal_config()?;
+        // A node joining a cluster reports (and collects shares for) the leader's config.
+        let config = self
+            .seal_config()?
+            .or_else(|| self.pending_join_seal_config());
         let sealed = self.is_sealed();
         let progress = lock(&self.seal.unseal)?;
         let (t, n) = config
@@ -304,7 +316,14 @@ impl Core {
 
     /// `PUT sys/unseal`: add one share (hex or base64), or `reset` the progress.
     pub async fn unseal(&self, key: Option<&str>, reset: bool) -> Result<SealStatus, CoreError> {
-        let config = self.seal_config()?.ok_or(CoreError::NotInitialized)?;
+        let (config, joining) = match self.seal_config()? {
+            Some(c) => (c, false),
+            None => (
+                self.pending_join_seal_config()
+                    .ok_or(CoreError::NotInitialized)?,
+                true,
+            ),
+        };
         if reset {
             *lock(&self.seal.unseal)? = None;
             return self.seal_status();
@@ -335,13 +354,20 @@ impl Core {
         };
         if let Some(unseal_key) = combined {
             let _guard = self.transition.lock().await;
-            if self.is_sealed() {
+            if joining {
+                self.complete_pending_join(&unseal_key).await?;
+            } else if self.is_sealed() {
                 self.barrier.unseal(&unseal_key)?;
+                self.cluster.set_sealed(false);
+                self.cluster
+                    .await_leadership(std::time::Duration::from_secs(3))
+                    .await;
                 if let Err(err) = self.post_unseal().await {
                     self.pre_seal();
                     return Err(err);
                 }
                 self.mark_active();
+                self.after_unseal().await;
                 tracing::info!("vault is unsealed");
             }
         }

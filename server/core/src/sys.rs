@@ -239,6 +239,9 @@ impl Core {
                 if path.starts_with("wrapping/") {
                     return self.handle_wrapping(state, req, token).await;
                 }
+                if let Some(resp) = self.handle_cluster_sys(state, path, req).await? {
+                    return Ok(resp);
+                }
                 if let Some(name) = path.strip_prefix("policies/acl/") {
                     return self.policy_op(state, name, req, false).await;
                 }
