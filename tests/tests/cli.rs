@@ -965,6 +965,251 @@ async fn cli_leases_and_audit_devices() -> Result<()> {
 }
 
 #[tokio::test]
+async fn cli_raft_snapshot_save_and_restore() -> Result<()> {
+    let leader = Server::start_tls().await?;
+    let (keys, _, root) = leader.init(1, 1).await?;
+    leader.unseal(&keys).await?;
+    leader.wait_active().await?;
+    let cli = Cli::new(&leader)?.with_token(&root);
+    cli.ok(&["secrets", "enable", "-version=2", "-path=secret", "kv"])?;
+    cli.ok(&["kv", "put", "secret/app", "pw=before"])?;
+
+    // Save (streamed to a file; no progress bar when stderr is not a terminal).
+    let snap = cli.home.path().join("backup.snap");
+    let saved = cli.ok(&[
+        "operator",
+        "raft",
+        "snapshot",
+        "save",
+        &snap.display().to_string(),
+    ])?;
+    assert!(saved.stderr.is_empty(), "{saved:?}");
+    assert!(std::fs::metadata(&snap)?.len() > 0);
+    // Restore into the same cluster: the later write is undone.
+    cli.ok(&["kv", "put", "secret/app", "pw=after"])?;
+    cli.ok(&[
+        "operator",
+        "raft",
+        "snapshot",
+        "restore",
+        &snap.display().to_string(),
+    ])?;
+    assert_eq!(
+        cli.ok(&["kv", "get", "-field=pw", "secret/app"])?.stdout,
+        "before"
+    );
+
+    // Restore into a fresh server: refused unless forced; then the fresh server
+    // is unsealed with the snapshot's cluster keys and serves its data.
+    let fresh = Server::start_tls().await?;
+    let (fresh_keys, _, fresh_root) = fresh.init(1, 1).await?;
+    fresh.unseal(&fresh_keys).await?;
+    fresh.wait_active().await?;
+    let fresh_cli = Cli::new(&fresh)?.with_token(&fresh_root);
+    let refused = fresh_cli.run(&[
+        "operator",
+        "raft",
+        "snapshot",
+        "restore",
+        &snap.display().to_string(),
+    ])?;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("Error installing the snapshot"),
+        "{refused:?}"
+    );
+    fresh_cli.ok(&[
+        "operator",
+        "raft",
+        "snapshot",
+        "restore",
+        "-force",
+        &snap.display().to_string(),
+    ])?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fresh_cli.run(&["status"])?.code != 2 {
+        if std::time::Instant::now() > deadline {
+            bail!("the restored server did not seal itself");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let unsealed = fresh_cli.ok(&["operator", "unseal", &keys[0]])?;
+    assert_eq!(
+        unsealed.row("Sealed").as_deref(),
+        Some("false"),
+        "{unsealed:?}"
+    );
+    fresh.wait_active().await?;
+    let restored = Cli::new(&fresh)?.with_token(&root);
+    assert_eq!(
+        restored
+            .ok(&["kv", "get", "-field=pw", "secret/app"])?
+            .stdout,
+        "before"
+    );
+
+    let peers = cli.ok(&["operator", "raft", "list-peers"])?;
+    assert!(peers.stdout.starts_with("Node"), "{peers:?}");
+    assert!(
+        peers
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("node1") && l.contains("leader")),
+        "{peers:?}"
+    );
+    Ok(())
+}
+
+/// A Raft server process over plain HTTP (the join test needs no TLS between the
+/// API listeners; the cluster port is the API port + 1), killed on drop.
+struct PlainNode {
+    _dir: tempfile::TempDir,
+    addr: String,
+    child: std::process::Child,
+}
+
+impl PlainNode {
+    async fn start(node_id: &str) -> Result<PlainNode> {
+        let dir = tempfile::tempdir()?;
+        let port = loop {
+            let p = crate::harness::free_port();
+            if std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        let config = format!(
+            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{node_id}\"\n}}\n\
+             listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\n\
+             api_addr = \"http://127.0.0.1:{port}\"\ndisable_mlock = true\n",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.hcl");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let child = Command::new(binary())
+            .args(["server", &format!("-config={}", config_path.display())])
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        let node = PlainNode {
+            _dir: dir,
+            addr: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let probe = node.cli()?.run(&["status"])?;
+            if probe.code != 1 {
+                return Ok(node);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{node_id} did not come up: {probe:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn cli(&self) -> Result<Cli> {
+        Ok(Cli {
+            home: tempfile::tempdir()?,
+            addr: self.addr.clone(),
+            ca: None,
+            token: None,
+        })
+    }
+}
+
+impl Drop for PlainNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Retry a CLI run until `done` holds (Raft membership changes settle asynchronously).
+async fn eventually(what: &str, mut attempt: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !attempt()? {
+        if std::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_raft_join_step_down_and_remove_peer() -> Result<()> {
+    let first = PlainNode::start("node1").await?;
+    let second = PlainNode::start("node2").await?;
+    let init = first
+        .cli()?
+        .ok(&[
+            "operator",
+            "init",
+            "-key-shares=1",
+            "-key-threshold=1",
+            "-format=json",
+        ])?
+        .json()?;
+    let key = strings(&init["unseal_keys_b64"]).remove(0);
+    let root = init["root_token"].as_str().unwrap_or_default().to_string();
+    first.cli()?.ok(&["operator", "unseal", &key])?;
+    let on_first = first.cli()?.with_token(&root);
+    eventually("node1 active", || {
+        Ok(on_first.run(&["operator", "raft", "list-peers"])?.code == 0)
+    })
+    .await?;
+
+    let joined = second
+        .cli()?
+        .ok(&["operator", "raft", "join", &first.addr])?;
+    assert_eq!(joined.row("Joined").as_deref(), Some("true"), "{joined:?}");
+    second.cli()?.ok(&["operator", "unseal", &key])?;
+    eventually("node2 a voting follower", || {
+        let peers = on_first.ok(&["operator", "raft", "list-peers"])?;
+        Ok(peers
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("node2") && l.contains("follower") && l.ends_with("true")))
+    })
+    .await?;
+
+    let stepped = on_first.ok(&["operator", "step-down"])?;
+    assert_eq!(
+        stepped.stdout.trim(),
+        format!("Success! Stepped down: {}", first.addr)
+    );
+    let on_second = second.cli()?.with_token(&root);
+    eventually("node2 leads", || {
+        let peers = on_second.run(&["operator", "raft", "list-peers"])?;
+        Ok(peers
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("node2") && l.contains("leader")))
+    })
+    .await?;
+    let status = second.cli()?.ok(&["status"])?;
+    assert_eq!(
+        status.row("HA Mode").as_deref(),
+        Some("active"),
+        "{status:?}"
+    );
+
+    let removed = on_second.ok(&["operator", "raft", "remove-peer", "node1"])?;
+    assert_eq!(removed.stdout.trim(), "Peer removed successfully!");
+    let peers = on_second
+        .ok(&["operator", "raft", "list-peers", "-format=json"])?
+        .json()?;
+    let ids: Vec<&str> = peers["data"]["config"]["servers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["node_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["node2"], "{peers}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn cli_help_completion_and_usage_errors() -> Result<()> {
     let server = Server::start_dev("root").await?;
     let cli = Cli::new(&server)?;
