@@ -5,6 +5,8 @@ mod audit;
 mod auth;
 mod barrier_canary;
 mod cli;
+mod cluster;
+mod cluster_harness;
 mod config;
 mod external_plugin;
 mod harness;

@@ -146,6 +146,14 @@ impl RaftNode {
         if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
             return false;
         }
+        // Not before the leader applied an entry of its own term (its first, blank
+        // entry): until then its state machine may lack entries committed earlier.
+        if !m
+            .last_applied
+            .is_some_and(|l| l.leader_id.term == m.current_term)
+        {
+            return false;
+        }
         if m.membership_config.membership().voter_ids().count() <= 1 {
             return true;
         }
