@@ -16,11 +16,8 @@ fn bench_token_lookup(c: &mut Criterion) {
     let (tokens, token) = rt.block_on(async {
         let raft = coffer_raft::RaftNode::open(coffer_raft::RaftOptions {
             node_id: 1,
-            api_addr: "http://127.0.0.1:1".into(),
-            cluster_addr: "http://127.0.0.1:2".into(),
             data_dir: None,
-            client: reqwest::Client::new(),
-            tls: false,
+            ..Default::default()
         })
         .await
         .expect("raft");
