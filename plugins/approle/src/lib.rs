@@ -51,13 +51,13 @@
 //!   Coffer replicates every secret id the same way).
 
 pub mod backend;
-mod cidr;
+use coffer_sdk::cidr;
 pub mod login;
 mod params;
 mod role;
 mod secret_id;
 pub mod store;
-pub mod token;
+pub use coffer_sdk::tokenutil as token;
 
 #[cfg(test)]
 mod tests;

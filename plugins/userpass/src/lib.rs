@@ -48,10 +48,10 @@
 //!   issued with travel in the login's `internal` data (`username`, `policies`).
 
 pub mod backend;
-mod cidr;
+use coffer_sdk::cidr;
 mod params;
 pub mod password;
-pub mod token;
+pub use coffer_sdk::tokenutil as token;
 
 #[cfg(test)]
 mod tests;

@@ -337,8 +337,11 @@ struct PendingJoin {
 pub struct ClusterState {
     pending: Mutex<Option<PendingJoin>>,
     retrying: std::sync::atomic::AtomicBool,
-    challenges: Mutex<HashMap<String, (Zeroizing<Vec<u8>>, Instant)>>,
+    challenges: Mutex<HashMap<String, Challenge>>,
 }
+
+/// An outstanding bootstrap challenge: the expected answer and when it was issued.
+type Challenge = (Zeroizing<Vec<u8>>, Instant);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

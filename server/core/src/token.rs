@@ -116,17 +116,7 @@ impl TokenEntry {
 
     /// Whether `addr` may use this token (its bound CIDRs, if any).
     pub fn allowed_from(&self, addr: Option<&str>) -> bool {
-        if self.bound_cidrs.is_empty() {
-            return true;
-        }
-        let Some(ip) = addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) else {
-            return false;
-        };
-        self.bound_cidrs.iter().any(|c| {
-            c.parse::<ipnet::IpNet>()
-                .map(|net| net.contains(&ip))
-                .unwrap_or_else(|_| c.parse::<std::net::IpAddr>().is_ok_and(|a| a == ip))
-        })
+        self.bound_cidrs.is_empty() || coffer_sdk::cidr::remote_allowed(addr, &self.bound_cidrs)
     }
 
     /// Whether it has expired at `now` (unix seconds).

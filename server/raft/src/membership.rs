@@ -148,9 +148,8 @@ impl RaftNode {
         }
         // Not before the leader applied an entry of its own term (its first, blank
         // entry): until then its state machine may lack entries committed earlier.
-        if !m
-            .last_applied
-            .is_some_and(|l| l.leader_id.term == m.current_term)
+        if m.last_applied
+            .is_none_or(|l| l.leader_id.term != m.current_term)
         {
             return false;
         }

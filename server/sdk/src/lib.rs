@@ -6,6 +6,7 @@
 //! another mount's data. Errors are one enum, [`SdkError`], which knows its HTTP status.
 
 pub mod backend;
+pub mod cidr;
 pub mod duration;
 pub mod error;
 pub mod fields;
@@ -15,6 +16,7 @@ pub mod response;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tokenutil;
 
 pub use backend::{Backend, BackendConfig, BackendKind, Factory, SpecialPaths};
 pub use error::SdkError;

@@ -5,14 +5,10 @@
 //! `::1`) or a socket address (`127.0.0.1:51000`, `[::1]:51000`). IPv4-mapped IPv6
 //! addresses count as their IPv4 address. An address that does not parse matches no
 //! block, so a bound login from an unknown address fails closed.
-//!
-//! The userpass plugin carries a copy of this module (without the subset helpers): the
-//! sdk is the place for it (see the crate docs); keep the two in step until it moves
-//! there.
 
 use std::net::{IpAddr, SocketAddr};
 
-use coffer_sdk::SdkError;
+use crate::SdkError;
 use ipnet::IpNet;
 
 /// Parse one block: a CIDR, or a bare address (a /32 or /128 host block).

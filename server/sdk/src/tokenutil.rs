@@ -1,14 +1,11 @@
 //! The token settings every Vault auth method shares (`token_policies`, `token_ttl`, …;
 //! Vault's `sdk/helper/tokenutil`): parsing with Vault's rules and legacy aliases, the
 //! fields a read shows, and the [`LoginAuth`] a login hands to the core.
-//!
-//! The approle plugin carries a copy of this module: the sdk is the place for it (see
-//! the crate docs); keep the two in step until it moves there.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use coffer_sdk::{LoginAuth, Request, SdkError};
+use crate::{LoginAuth, Request, SdkError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
