@@ -100,6 +100,28 @@ async fn three_nodes_join_serve_consistent_reads_and_forward() -> Result<()> {
     }
     mount_kv(&c, leader).await?;
 
+    // The Raft endpoints live on the cluster port only, behind mutual TLS.
+    let r = c.raw(leader, "POST", "../raft/v1/vote", Vec::new()).await?;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "no raft RPCs on the API port"
+    );
+    let cluster_ca = std::fs::read(c.nodes[leader].data_dir().join("cluster/ca.pem"))?;
+    let no_client_cert = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&cluster_ca)?])
+        .build()?;
+    let url = format!("https://{}/raft/v1/vote", c.nodes[leader].cluster_addr());
+    assert!(
+        no_client_cert
+            .post(&url)
+            .body(Vec::new())
+            .send()
+            .await
+            .is_err(),
+        "the cluster port refuses a client without a cluster certificate"
+    );
+
     // Health and leader on a standby.
     let sb = standbys(&c, leader);
     let (status, body) = c.json(sb[0], "GET", "sys/health", Some(""), None).await?;
