@@ -506,7 +506,9 @@ async fn a_snapshot_restores_into_a_fresh_cluster_with_the_first_clusters_keys()
     let r = restore(&a, 0, &damaged, true).await?;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 
-    let b = Cluster::start(3).await?;
+    let mut b = Cluster::new(4)?;
+    let spare = b.nodes.pop().context("spare")?;
+    b.boot(&[]).await?;
     let leader = b.leader().await?;
     let r = restore(&b, leader, &bytes, false).await?;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
@@ -520,7 +522,6 @@ async fn a_snapshot_restores_into_a_fresh_cluster_with_the_first_clusters_keys()
     let r = restore(&b, sb, &bytes, true).await?;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     // Every node now holds A's keys: each seals itself and opens with A's shares.
-    let mut b = b;
     b.keys = a.keys.clone();
     b.token = a.token.clone();
     for i in 0..3 {
@@ -551,6 +552,18 @@ async fn a_snapshot_restores_into_a_fresh_cluster_with_the_first_clusters_keys()
             "node {i}"
         );
     }
+    // A node joining now gets a certificate from the restored CA (A's), which the
+    // members added to the CA they trust, and it needs A's keys.
+    b.nodes.push(spare);
+    b.restart_sealed(3).await?;
+    b.join(3).await?;
+    b.wait_voters(4, Duration::from_secs(30))
+        .await
+        .with_context(|| b.logs())?;
+    let leader = b.leader().await?;
+    let index = put(&b, leader, "after-join", "d").await?;
+    let (status, got) = get(&b, 3, "from-a", Some(index)).await?;
+    assert_eq!((status, got), (StatusCode::OK, json!("canary-7f3e1d")));
     Ok(())
 }
 

@@ -313,7 +313,9 @@ disable_mlock = true
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.unseal(i).await?;
+        self.unseal(i)
+            .await
+            .with_context(|| format!("joining {}; logs:\n{}", self.nodes[i].name, self.logs()))?;
         let (_, st) = self.json(i, "GET", "sys/seal-status", None, None).await?;
         if st["sealed"] != json!(false) {
             bail!(

@@ -265,6 +265,26 @@ pub fn client(creds: &NodeCredentials) -> Result<reqwest::Client, CoreError> {
         .map_err(internal)
 }
 
+/// `bundle` plus the certificates of `extra` it lacks (PEM).
+fn bundle_with(bundle: &str, extra: &str) -> String {
+    let have: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(bundle.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    let mut out = bundle.trim_end().to_string();
+    for pem in extra.split_inclusive("-----END CERTIFICATE-----") {
+        let Some(Ok(cert)) = CertificateDer::pem_slice_iter(pem.as_bytes()).next() else {
+            continue;
+        };
+        if !have.iter().any(|h| h.as_slice() == cert.as_ref()) {
+            out.push('\n');
+            out.push_str(pem.trim());
+        }
+    }
+    out.push('\n');
+    out
+}
+
 // ---- credentials on disk --------------------------------------------------------
 
 const CA_FILE: &str = "ca.pem";
@@ -366,7 +386,7 @@ impl RaftCluster {
         self.start_listener();
     }
 
-    /// Stop the cluster listener.
+    /// Stop the cluster listener (Raft connections are long-lived: no graceful wait).
     pub async fn stop(&self) {
         let handle = self
             .listener
@@ -374,7 +394,7 @@ impl RaftCluster {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(h) = handle {
-            h.stop(true).await;
+            h.stop(false).await;
         }
     }
 
@@ -415,6 +435,7 @@ impl RaftCluster {
                 .configure(coffer_http::configure)
         })
         .workers(2)
+        .shutdown_timeout(1)
         .disable_signals();
         let addr = self.bind_addr.clone();
         match server.bind_rustls_0_23(&addr, tls) {
@@ -560,7 +581,17 @@ impl ClusterOps for RaftCluster {
         name: &str,
         cluster_addr: &str,
     ) -> Result<NodeCredentials, CoreError> {
-        issue(ca, name, cluster_addr)
+        let mut creds = issue(ca, name, cluster_addr)?;
+        // A new member trusts what this node trusts too (other CAs after a restore).
+        if let Some(mine) = self
+            .creds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            creds.ca_cert_pem = bundle_with(&mine.ca_cert_pem, &creds.ca_cert_pem);
+        }
+        Ok(creds)
     }
 
     fn has_credentials(&self) -> bool {
@@ -583,6 +614,34 @@ impl ClusterOps for RaftCluster {
             me.start_listener();
         }
         tracing::info!("installed the cluster credentials");
+        Ok(())
+    }
+
+    async fn trust_ca(&self, ca_cert_pem: &str) -> Result<(), CoreError> {
+        let Some(mut creds) = self.creds.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(());
+        };
+        let bundle = bundle_with(&creds.ca_cert_pem, ca_cert_pem);
+        if bundle == creds.ca_cert_pem {
+            return Ok(());
+        }
+        tracing::warn!(
+            "trusting an additional cluster CA (a snapshot of another cluster was restored)"
+        );
+        creds.ca_cert_pem = bundle;
+        let client = client(&creds)?;
+        server_tls(&creds)?;
+        if let Some(dir) = &self.credentials_dir {
+            save_credentials(dir, &creds)
+                .map_err(|e| internal(format!("saving the cluster credentials: {e}")))?;
+        }
+        self.node.transport().set_client(client);
+        *self.creds.write().unwrap_or_else(|e| e.into_inner()) = Some(creds);
+        // The listener's TLS is fixed when it binds: bind it again.
+        self.stop().await;
+        if let Some(me) = self.me.upgrade() {
+            me.start_listener();
+        }
         Ok(())
     }
 
@@ -915,5 +974,30 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(host_port("https://h:1/"), "h:1");
+    }
+
+    #[test]
+    fn a_trust_bundle_gains_a_second_ca_once() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (a, b) = (new_ca().expect("ca"), new_ca().expect("ca"));
+        let both = bundle_with(&a.cert_pem, &b.cert_pem);
+        assert_eq!(both.matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(bundle_with(&both, &b.cert_pem), both);
+        assert_eq!(bundle_with(&both, &a.cert_pem), both);
+        // A node certificate from either CA verifies against the bundle.
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots(&both).expect("roots"),
+            provider(),
+        )
+        .build()
+        .expect("verifier");
+        let name = ServerName::try_from(CLUSTER_SERVER_NAME).expect("name");
+        for ca in [&a, &b] {
+            let creds = issue(ca, "n", "127.0.0.1:1").expect("issue");
+            let cert = certs(&creds.cert_pem, "node").expect("cert").remove(0);
+            verifier
+                .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+                .expect("verifies");
+        }
     }
 }

@@ -287,6 +287,10 @@ pub trait ClusterOps: Send + Sync {
     fn has_credentials(&self) -> bool;
     /// Keep these credentials (on disk) and use them on the cluster port and for RPCs.
     async fn install_credentials(&self, creds: &NodeCredentials) -> Result<(), CoreError>;
+    /// Also trust certificates signed by `ca_cert_pem` on the cluster port (after a
+    /// snapshot from another cluster was restored, the barrier holds that cluster's CA,
+    /// which signs the certificates of nodes that join later). No-op if already trusted.
+    async fn trust_ca(&self, ca_cert_pem: &str) -> Result<(), CoreError>;
     /// This node as it introduces itself.
     fn local_member(&self) -> LocalMember;
     /// The seal state changed: a sealed node never campaigns for leadership, and a sealed
@@ -559,15 +563,27 @@ impl Core {
         self.complete_join(&pending, unseal_key).await
     }
 
-    /// After a normal unseal: an active node that predates cluster PKI creates it.
+    /// After an unseal: an active node that predates cluster PKI creates it, and every
+    /// node trusts the CA the barrier holds (it differs from the one this node joined
+    /// under after a snapshot of another cluster was restored).
     pub(crate) async fn after_unseal(&self) {
-        if !self.cluster.is_leader() {
-            return;
-        }
-        if let Ok(state) = self.unsealed() {
+        let Ok(state) = self.unsealed() else { return };
+        if self.cluster.is_leader() {
             if let Err(e) = self.ensure_cluster_pki(&state).await {
                 tracing::warn!("could not set up the cluster PKI: {e}");
             }
+        }
+        if !self.cluster.cluster_tls() || !self.cluster.has_credentials() {
+            return;
+        }
+        match state.store.get_json::<ClusterCa>(CLUSTER_CA_PATH) {
+            Ok(Some(ca)) => {
+                if let Err(e) = self.cluster.trust_ca(&ca.cert_pem).await {
+                    tracing::warn!("could not trust the cluster CA: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("could not read the cluster CA: {e}"),
         }
     }
 
@@ -670,6 +686,7 @@ impl Core {
             self.pre_seal();
             return Err(err);
         }
+        self.after_unseal().await;
         tracing::info!("joined the cluster and unsealed");
         Ok(())
     }
