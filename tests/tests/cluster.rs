@@ -427,6 +427,17 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<(
     let checked_again = check_history(&c, leader, &acked).await?;
     assert_eq!(checked, checked_again);
     eprintln!("fail-over in {failover:?}; {checked} acknowledged writes all present");
+
+    // Sealing the active node hands leadership to an unsealed one.
+    let active = c.leader().await?;
+    let (status, body) = c.json(active, "PUT", "sys/seal", None, None).await?;
+    assert!(status.is_success(), "{status} {body}");
+    let others: Vec<usize> = (0..3).filter(|&i| i != active).collect();
+    let next = c.wait_leader(&others, Duration::from_secs(20)).await?;
+    let index = put(&c, next, "after-seal", "ok").await?;
+    c.unseal(active).await?;
+    let (status, got) = get(&c, active, "after-seal", Some(index)).await?;
+    assert_eq!((status, got), (StatusCode::OK, json!("ok")));
     Ok(())
 }
 
