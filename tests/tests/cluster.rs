@@ -666,7 +666,8 @@ async fn crash_rounds(nodes: usize) -> Result<()> {
     let mut rng = seed();
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = write_load(&c, 4, &format!("crash{round}"), &stop, &acked);
+        let this_round: History = Arc::default();
+        let tasks = write_load(&c, 4, &format!("crash{round}"), &stop, &this_round);
         let wait = 300 + next(&mut rng) % 1200;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let victim = (next(&mut rng) % nodes as u64) as usize;
@@ -679,9 +680,11 @@ async fn crash_rounds(nodes: usize) -> Result<()> {
         let mut guard = c.write().await;
         guard.restart(victim).await?;
         let leader = guard.leader().await?;
-        check_history(&guard, leader, &acked)
+        check_history(&guard, leader, &this_round)
             .await
             .with_context(|| format!("round {round}, killed node {victim}"))?;
+        let round_acked = this_round.lock().expect("lock").clone();
+        acked.lock().expect("lock").extend(round_acked);
     }
     let guard = c.read().await;
     let leader = guard.leader().await?;
