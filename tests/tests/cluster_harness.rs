@@ -199,7 +199,7 @@ impl Cluster {
             for (j, other) in nodes.iter().enumerate() {
                 if j != i {
                     joins.push_str(&format!(
-                        "  retry_join {{\n    leader_api_addr = \"{}\"\n    leader_ca_cert_file = \"{}\"\n  }}\n",
+                        "  retry_join {{\n    leader_api_addr = \"{}\"\n    leader_ca_cert_file = \"{}\"\n    leader_tls_servername = \"localhost\"\n  }}\n",
                         other.addr,
                         ca_path.display()
                     ));

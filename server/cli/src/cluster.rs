@@ -467,7 +467,11 @@ impl RaftCluster {
             .map(|m| m.id)
     }
 
-    fn join_client(&self, target: &JoinTarget) -> Result<reqwest::Client, CoreError> {
+    fn join_client(
+        &self,
+        target: &JoinTarget,
+        pin: Option<(&str, std::net::SocketAddr)>,
+    ) -> Result<reqwest::Client, CoreError> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(3));
@@ -484,8 +488,8 @@ impl RaftCluster {
                 .map_err(|e| CoreError::BadRequest(format!("leader client certificate: {e}")))?;
             builder = builder.identity(id);
         }
-        if target.leader_tls_servername.is_some() {
-            tracing::warn!("leader_tls_servername is not supported; the address's host is checked");
+        if let Some((name, addr)) = pin {
+            builder = builder.resolve(name, addr);
         }
         builder.build().map_err(internal)
     }
@@ -496,8 +500,26 @@ impl RaftCluster {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, CoreError> {
-        let client = self.join_client(target)?;
-        let url = format!("{}/v1/{path}", target.leader_api_addr.trim_end_matches('/'));
+        let base = target.leader_api_addr.trim_end_matches('/');
+        let (client, url) = match &target.leader_tls_servername {
+            None => (self.join_client(target, None)?, format!("{base}/v1/{path}")),
+            Some(name) => {
+                // Connect to the address's host but check the certificate for (and send
+                // SNI with) `leader_tls_servername`: the URL names the server name and
+                // the client resolves that name to the address's IP.
+                let (lookup, url) = servername_url(base, name, path)?;
+                let addr = tokio::net::lookup_host(lookup.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        CoreError::Storage(StorageError::Unavailable(format!(
+                            "{base}: cannot resolve {lookup}"
+                        )))
+                    })?;
+                (self.join_client(target, Some((name, addr)))?, url)
+            }
+        };
         let resp =
             client.post(&url).json(body).send().await.map_err(|e| {
                 CoreError::Storage(StorageError::Unavailable(format!("{url}: {e}")))
@@ -524,6 +546,27 @@ impl RaftCluster {
         serde_json::from_value(value["data"].clone())
             .map_err(|e| internal(format!("{url}: unexpected answer: {e}")))
     }
+}
+
+/// For `retry_join { leader_tls_servername }`: from the leader's API address, the
+/// `host:port` to look up (where to connect) and the URL to request, whose host is the
+/// server name (what the certificate must name, and the SNI sent).
+fn servername_url(base: &str, servername: &str, path: &str) -> Result<(String, String), CoreError> {
+    let bad = |why: &str| CoreError::BadRequest(format!("leader_api_addr {base:?}: {why}"));
+    let mut url = reqwest::Url::parse(base).map_err(|e| bad(&e.to_string()))?;
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
+    let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
+    let lookup = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    url.set_host(Some(servername))
+        .map_err(|e| CoreError::BadRequest(format!("leader_tls_servername {servername:?}: {e}")))?;
+    url.set_port(Some(port))
+        .map_err(|()| bad("cannot carry a port"))?;
+    let url = format!("{}/v1/{path}", url.as_str().trim_end_matches('/'));
+    Ok((lookup, url))
 }
 
 impl Cluster for RaftCluster {
@@ -927,6 +970,22 @@ impl Forwarder for ClusterForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_tls_servername_keeps_the_address_and_swaps_the_name() {
+        let (lookup, url) =
+            servername_url("https://10.0.0.7:8200", "coffer-0.coffer-internal", "sys/x").unwrap();
+        assert_eq!(lookup, "10.0.0.7:8200");
+        assert_eq!(url, "https://coffer-0.coffer-internal:8200/v1/sys/x");
+        // IPv6 hosts stay bracketed; the scheme's default port is looked up.
+        let (lookup, url) = servername_url("https://[::1]", "vault.local", "p").unwrap();
+        assert_eq!(lookup, "[::1]:443");
+        assert_eq!(url, "https://vault.local/v1/p");
+        let (lookup, _) = servername_url("https://node-a:8200/", "n", "p").unwrap();
+        assert_eq!(lookup, "node-a:8200");
+        assert!(servername_url("not a url", "n", "p").is_err());
+        assert!(servername_url("https://a:1", "bad name/", "p").is_err());
+    }
 
     #[test]
     fn node_certificates_chain_to_the_cluster_ca_and_carry_the_cluster_name() {
