@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod barrier_canary;
 mod cli;
+mod clients;
 mod cluster;
 mod cluster_harness;
 mod config;
