@@ -1258,3 +1258,132 @@ async fn cli_help_completion_and_usage_errors() -> Result<()> {
     assert_eq!(refused.code, 2, "{refused:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
+    let server = Server::start_dev("root").await?;
+    let cli = Cli::new(&server)?.with_token("root");
+    let create = |extra: &[&str]| -> Result<Value> {
+        let mut args = vec!["token", "create", "-policy=default", "-format=json"];
+        args.extend_from_slice(extra);
+        Ok(cli.ok(&args)?.json()?["auth"].clone())
+    };
+    let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let alive = |token: &str| -> Result<bool> {
+        Ok(cli.run_as(Some(token), &["token", "lookup"])?.code == 0)
+    };
+
+    // token revoke -mode=orphan: the parent goes, its child survives as an orphan.
+    // (The default policy cannot create tokens, as in Vault: the parent holds root.)
+    let parent = create(&["-ttl=1h", "-policy=root"])?;
+    let parent_token = field(&parent, "client_token");
+    let child = cli.run_as(
+        Some(&parent_token),
+        &["token", "create", "-policy=default", "-field=token"],
+    )?;
+    assert_eq!(child.code, 0, "{child:?}");
+    let child_token = child.stdout.trim().to_string();
+    let orphaned = cli.ok(&["token", "revoke", "-mode=orphan", &parent_token])?;
+    assert!(orphaned.stdout.contains("Success!"), "{orphaned:?}");
+    assert!(!alive(&parent_token)?, "the parent is revoked");
+    assert!(alive(&child_token)?, "the child survives -mode=orphan");
+    let looked = cli
+        .ok(&["token", "lookup", "-format=json", &child_token])?
+        .json()?;
+    assert_eq!(looked["data"]["orphan"], true, "{looked}");
+
+    // token renew -accessor and token revoke -accessor.
+    let by_accessor = create(&["-ttl=1h"])?;
+    let accessor = field(&by_accessor, "accessor");
+    let renewed = cli
+        .ok(&[
+            "token",
+            "renew",
+            "-accessor",
+            "-increment=3h",
+            "-format=json",
+            &accessor,
+        ])?
+        .json()?;
+    assert_eq!(renewed["auth"]["lease_duration"], 10800, "{renewed}");
+    assert_eq!(
+        renewed["auth"]["client_token"], "",
+        "renewal by accessor does not reveal the token: {renewed}"
+    );
+    cli.ok(&["token", "revoke", "-accessor", &accessor])?;
+    assert!(!alive(&field(&by_accessor, "client_token"))?);
+
+    // lease revoke -prefix: every token lease under auth/token/create goes at once.
+    let a = field(&create(&["-ttl=1h"])?, "client_token");
+    let b = field(&create(&["-ttl=1h"])?, "client_token");
+    let bad = cli.run(&["lease", "revoke", "-force", "auth/token/create/x"])?;
+    assert_eq!(
+        bad.code, 1,
+        "-force needs -prefix (a local usage error): {bad:?}"
+    );
+    let prefixed = cli.ok(&["lease", "revoke", "-prefix", "auth/token/create"])?;
+    assert_eq!(
+        prefixed.stdout.trim(),
+        "Success! Revoked any leases with prefix: auth/token/create"
+    );
+    assert!(
+        !alive(&a)? && !alive(&b)?,
+        "prefix revocation took both tokens"
+    );
+    let c = field(&create(&["-ttl=1h"])?, "client_token");
+    let forced = cli.ok(&["lease", "revoke", "-force", "-prefix", "auth/token/create"])?;
+    assert!(forced.stdout.contains("Revoked any leases"), "{forced:?}");
+    assert!(!alive(&c)?, "revoke-force took the token");
+
+    // secrets list -detailed: Vault's detailed columns, with the mount's options.
+    let detailed = cli.ok(&["secrets", "list", "-detailed"])?;
+    let header = detailed
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for col in [
+        "Path",
+        "Plugin",
+        "Accessor",
+        "Default TTL",
+        "Max TTL",
+        "Options",
+        "UUID",
+    ] {
+        assert!(header.contains(col), "missing {col}: {detailed:?}");
+    }
+    assert!(
+        detailed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("secret/") && l.contains("map[version:2]")),
+        "{detailed:?}"
+    );
+
+    // read -format=raw prints the body as the server sent it; generic patch merges.
+    cli.ok(&["kv", "put", "secret/app", "a=1", "b=2"])?;
+    let raw = cli.ok(&["read", "-format=raw", "secret/data/app"])?;
+    let body: Value = serde_json::from_str(&raw.stdout)?;
+    assert_eq!(
+        body["data"]["data"],
+        serde_json::json!({"a": "1", "b": "2"})
+    );
+    assert!(
+        body.get("request_id").is_some(),
+        "the whole envelope: {raw:?}"
+    );
+    let patched = cli.run(&["patch", "secret/data/app", "data={\"b\":\"3\"}"])?;
+    assert_eq!(
+        patched.code, 2,
+        "a string is not an object for kv v2: {patched:?}"
+    );
+    let patched = cli.run_stdin(&["patch", "secret/data/app", "-"], r#"{"data":{"b":"3"}}"#)?;
+    assert_eq!(patched.code, 0, "{patched:?}");
+    let got = cli
+        .ok(&["kv", "get", "-format=json", "secret/app"])?
+        .json()?;
+    assert_eq!(got["data"]["data"], serde_json::json!({"a": "1", "b": "3"}));
+    Ok(())
+}
