@@ -57,9 +57,17 @@ install_python_tools() {
     if [[ ! -f "$stamp" ]]; then
         log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv" >&2
         rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML>=6,<7" >&2
+        if python3 -m venv "$venv" >&2; then
+            "$venv/bin/pip" install --quiet --disable-pip-version-check \
+                "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML>=6,<7" >&2
+        else
+            # No venv module (Debian's python3 without python3-venv): a plain target dir.
+            rm -rf "$venv"
+            python3 -m pip install --quiet --disable-pip-version-check --target "$venv/lib" \
+                "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "PyYAML>=6,<7" >&2
+            mkdir -p "$venv/bin"
+            ln -sf "$(command -v python3)" "$venv/bin/python"
+        fi
         touch "$stamp"
     fi
     echo "$venv"
@@ -67,7 +75,10 @@ install_python_tools() {
 
 HELM="${HELM:-$(install_helm)}"
 VENV="$(install_python_tools)"
-export PATH="$VENV/bin:$PATH"
+export PATH="$VENV/bin:$VENV/lib/bin:$PATH"
+if [[ -d "$VENV/lib/kubernetes_validate" ]]; then
+    export PYTHONPATH="$VENV/lib${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 if [[ -z "${COFFER_BIN:-}" ]]; then
     for candidate in "${CARGO_TARGET_DIR:-target}"/{debug,release}/{coffer-under-test,coffer}; do

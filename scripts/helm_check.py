@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import yaml
 
@@ -578,9 +576,13 @@ def live_cluster(helm, chart, coffer, tmp):
                 r = c.cli(p, "operator", "unseal", key)
                 check(r.returncode == 0, f"unseal {p}: {r.stderr}")
             c.wait(f"{p} to unseal", lambda p=p: c.status(p)[0] == 0)
-        # README step 4: every pod is a voter under its pod name.
+        # README step 4: log in on the first pod (the token helper writes to HOME, a
+        # volume of its own), then every pod is a voter under its pod name.
+        r = c.cli(first, "login", stdin=c.token + "\n")
+        check(r.returncode == 0, f"login: {r.stderr}")
+
         def voters():
-            r = c.cli(first, "operator", "raft", "list-peers", "-format=json", token=True)
+            r = c.cli(first, "operator", "raft", "list-peers", "-format=json")
             if r.returncode != 0:
                 return False
             servers = json.loads(r.stdout)["data"]["config"]["servers"]
@@ -601,6 +603,46 @@ def live_cluster(helm, chart, coffer, tmp):
         c.stop()
     for p, proc in c.procs.items():
         check(proc.returncode == 0, f"{p} exited {proc.returncode} on SIGTERM:\n{c.log_text(p)}")
+
+
+def live_dev(helm, chart, coffer, tmp):
+    """The dev set's pod: its args and env as rendered, then a secret written and read."""
+    docs = render(helm, chart, SETS["dev"], os.path.join(tmp, "live-dev.yaml"))
+    container = one(by_kind(docs), "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    port = free_ports(1)[0]
+    home = os.path.join(tmp, "dev-home")
+    os.makedirs(home)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for e in container["env"]:
+        env[e["name"]] = e["value"].replace("127.0.0.1:8200", f"127.0.0.1:{port}").replace(
+            "/home/coffer", home) if "value" in e else f"{RELEASE}-coffer-0"
+    args = [a.replace("0.0.0.0:8200", f"127.0.0.1:{port}") for a in container["args"]]
+    log_path = os.path.join(tmp, "dev.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([os.path.abspath(coffer)] + args, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def cli(*a):
+            return subprocess.run([os.path.abspath(coffer)] + list(a), capture_output=True,
+                                  text=True, timeout=60,
+                                  env=dict(env, VAULT_TOKEN=env["VAULT_DEV_ROOT_TOKEN_ID"]))
+        deadline = time.monotonic() + 60
+        while cli("status").returncode != 0:
+            check(proc.poll() is None, f"the dev server exited:\n{open(log_path).read()}")
+            check(time.monotonic() < deadline, f"the dev server never unsealed:\n"
+                  f"{open(log_path).read()}")
+            time.sleep(0.3)
+        r = cli("kv", "put", "secret/helm", "answer=42")
+        check(r.returncode == 0, f"kv put with the chart's dev root token: {r.stderr}")
+        r = cli("kv", "get", "-field=answer", "secret/helm")
+        check(r.stdout == "42", f"kv get: {r.stdout!r} {r.stderr}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -638,6 +680,8 @@ def main():
             print(f"live run with {args.coffer} (sha256 {digest}...)", flush=True)
             step("live: 3 pods from the rendered chart, init, unseal, retry_join, kv",
                  live_cluster, helm, chart, args.coffer, tmp)
+            step("live: the dev pod's args and root token", live_dev, helm, chart,
+                 args.coffer, tmp)
         else:
             print("live run skipped: no coffer binary (build one, or set COFFER_BIN)")
     print(f"helm-check took {time.monotonic() - started:.1f}s")
