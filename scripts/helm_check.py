@@ -671,10 +671,11 @@ def main():
             step(f"{name}: kubernetes-validate --strict -k {k8s}", validate, k8s, out)
             step(f"{name}: rendered objects", assert_objects, rendered, spec)
         step("the config checksum follows the config", checksum_follows_config, helm, chart, tmp)
-        step("replicas=0 is refused", chart_refuses, helm, chart,
-             ["--set", "server.ha.replicas=0"], "server.ha.replicas must be at least 1")
-        step("tls.minVersion=tls11 is refused", chart_refuses, helm, chart,
-             ["--set", "tls.minVersion=tls11"], "tls.minVersion must be tls12 or tls13")
+        for bad, needle in [("server.ha.replicas=0", "server.ha.replicas"),
+                            ("tls.minVersion=tls11", "tls.minVersion"),
+                            ("server.logLevel=loud", "server.logLevel"),
+                            ("server.updateStrategyType=Rolling", "server.updateStrategyType")]:
+            step(f"{bad} is refused", chart_refuses, helm, chart, ["--set", bad], needle)
         if args.coffer:
             digest = hashlib.sha256(open(args.coffer, "rb").read()).hexdigest()[:12]
             print(f"live run with {args.coffer} (sha256 {digest}...)", flush=True)
