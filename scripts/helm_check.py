@@ -6,7 +6,7 @@ template`, kubernetes-validate (strict) on the rendered manifests, and assertion
 rendered objects. With --coffer, also a live run: the default render's three pods started
 as local processes with the StatefulSet's own args and env and their own config files
 (addresses mapped to 127.0.0.1 ports, paths to a temporary directory, TLS from the
-certificate recipe in helm/coffer/README.md), then the README's unseal ceremony with the
+certificate recipe in helm/coffer/README.md, run as written), then the README's unseal ceremony with the
 coffer CLI. Prints "N passed, N failed" at the end; exits 1 on any failure.
 """
 
@@ -369,40 +369,40 @@ def free_ports(n):
     return ports
 
 
-def make_certificates(tls_dir, fullname):
-    """The recipe of helm/coffer/README.md ("TLS"), with openssl."""
+def readme_certificate_recipe(chart):
+    """The openssl commands of the chart README's "TLS" step, up to the kubectl line."""
+    with open(os.path.join(chart, "README.md")) as f:
+        text = f.read()
+    blocks = re.findall(r"^( *)```sh\n(.*?)^\1```", text, re.S | re.M)
+    recipe = [body for indent, body in blocks if "openssl req -x509" in body]
+    check(len(recipe) == 1, "the README has no (or several) openssl certificate recipes")
+    indent = next(indent for indent, body in blocks if "openssl req -x509" in body)
+    lines = []
+    for line in recipe[0].splitlines():
+        line = line[len(indent):] if line.startswith(indent) else line
+        if line.startswith("kubectl"):
+            break
+        lines.append(line)
+    check(lines and lines[0].startswith("NAME="), "the recipe does not start with NAME=...")
+    return lines
+
+
+def make_certificates(chart, tls_dir, fullname):
+    """Run the certificate recipe of helm/coffer/README.md ("TLS") as written, for this
+    release name and namespace."""
     check(shutil.which("openssl"), "openssl is not installed")
-    internal = f"{fullname}-internal"
-    sans = ",".join([
-        f"DNS:*.{internal}",
-        f"DNS:*.{internal}.{NAMESPACE}.svc",
-        f"DNS:*.{internal}.{NAMESPACE}.svc.cluster.local",
-        f"DNS:{fullname}",
-        f"DNS:{fullname}.{NAMESPACE}.svc",
-        f"DNS:{fullname}.{NAMESPACE}.svc.cluster.local",
-        "DNS:localhost",
-        "IP:127.0.0.1",
-    ])
-    cmds = [
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "3650", "-subj", "/CN=coffer CA", "-keyout", "ca.key",
-         "-out", "ca.crt"],
-        ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-subj", f"/CN={fullname}", "-keyout", "tls.key", "-out", "tls.csr"],
-        ["openssl", "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-CAcreateserial", "-days", "825", "-out", "tls.crt",
-         "-extfile", "san.ext"],
-    ]
-    with open(os.path.join(tls_dir, "san.ext"), "w") as f:
-        f.write(f"subjectAltName = {sans}\nextendedKeyUsage = serverAuth\n"
-                "keyUsage = digitalSignature, keyEncipherment\n")
-    for cmd in cmds:
-        r = run(cmd, cwd=tls_dir)
-        check(r.returncode == 0, f"{' '.join(cmd)}:\n{r.stderr}")
+    lines = readme_certificate_recipe(chart)
+    lines[0] = f"NAME={fullname} NS={NAMESPACE}"
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=tls_dir,
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, f"the README's certificate recipe failed:\n{r.stderr}")
+    for name in ("ca.crt", "tls.crt", "tls.key"):
+        check(os.path.exists(os.path.join(tls_dir, name)), f"the recipe made no {name}")
 
 
 class LiveCluster:
-    def __init__(self, coffer, docs, tmp):
+    def __init__(self, chart, coffer, docs, tmp):
+        self.chart = chart
         self.coffer = os.path.abspath(coffer)
         self.tmp = tmp
         objs = by_kind(docs)
@@ -442,7 +442,7 @@ class LiveCluster:
         return text
 
     def prepare(self):
-        make_certificates(self.tls_dir, self.fullname)
+        make_certificates(self.chart, self.tls_dir, self.fullname)
         for p in self.pods:
             os.makedirs(os.path.join(self.tmp, p, "home"))
             config = self.map_text(self.files[f"{p}.hcl"], p)
@@ -536,7 +536,7 @@ class LiveCluster:
 
 def live_cluster(helm, chart, coffer, tmp):
     docs = render(helm, chart, SETS["defaults"], os.path.join(tmp, "live.yaml"))
-    c = LiveCluster(coffer, docs, os.path.join(tmp, "live"))
+    c = LiveCluster(chart, coffer, docs, os.path.join(tmp, "live"))
     c.prepare()
     try:
         c.start()
