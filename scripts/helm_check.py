@@ -411,6 +411,8 @@ class LiveCluster:
         self.fullname = self.sts["metadata"]["name"]
         self.internal = self.sts["spec"]["serviceName"]
         self.pods = [f"{self.fullname}-{i}" for i in range(self.sts["spec"]["replicas"])]
+        container = self.sts["spec"]["template"]["spec"]["containers"][0]
+        self.tls = any(e["name"] == "VAULT_CACERT" for e in container["env"])
         ports = free_ports(2 * len(self.pods))
         self.api = {p: ports[2 * i] for i, p in enumerate(self.pods)}
         self.cluster = {p: ports[2 * i + 1] for i, p in enumerate(self.pods)}
@@ -442,7 +444,8 @@ class LiveCluster:
         return text
 
     def prepare(self):
-        make_certificates(self.chart, self.tls_dir, self.fullname)
+        if self.tls:
+            make_certificates(self.chart, self.tls_dir, self.fullname)
         for p in self.pods:
             os.makedirs(os.path.join(self.tmp, p, "home"))
             config = self.map_text(self.files[f"{p}.hcl"], p)
@@ -505,13 +508,19 @@ class LiveCluster:
                               capture_output=True, text=True, timeout=60)
 
     def probe(self, pod, server_hostname="127.0.0.1"):
-        """The readiness probe's request, verifying the certificate for server_hostname."""
-        ctx = ssl.create_default_context(cafile=os.path.join(self.tls_dir, "ca.crt"))
+        """The readiness probe's request (with TLS, verifying the certificate for
+        server_hostname); returns the status code."""
+        request = (f"GET {READINESS_PATH} HTTP/1.1\r\nHost: {server_hostname}\r\n"
+                   "Connection: close\r\n\r\n").encode()
         with socket.create_connection(("127.0.0.1", self.api[pod]), timeout=5) as sock:
-            with ctx.wrap_socket(sock, server_hostname=server_hostname) as tls:
-                tls.sendall(f"GET {READINESS_PATH} HTTP/1.1\r\nHost: {server_hostname}\r\n"
-                            "Connection: close\r\n\r\n".encode())
-                head = tls.recv(64).decode(errors="replace")
+            if self.tls:
+                ctx = ssl.create_default_context(cafile=os.path.join(self.tls_dir, "ca.crt"))
+                with ctx.wrap_socket(sock, server_hostname=server_hostname) as tls:
+                    tls.sendall(request)
+                    head = tls.recv(64).decode(errors="replace")
+            else:
+                sock.sendall(request)
+                head = sock.recv(64).decode(errors="replace")
         return int(head.split()[1])
 
     def wait(self, what, fn, timeout=60):
@@ -534,9 +543,10 @@ class LiveCluster:
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {})
 
 
-def live_cluster(helm, chart, coffer, tmp):
-    docs = render(helm, chart, SETS["defaults"], os.path.join(tmp, "live.yaml"))
-    c = LiveCluster(chart, coffer, docs, os.path.join(tmp, "live"))
+def live_cluster(helm, chart, coffer, tmp, set_name):
+    docs = render(helm, chart, SETS[set_name], os.path.join(tmp, f"live-{set_name}.yaml"))
+    c = LiveCluster(chart, coffer, docs, os.path.join(tmp, f"live-{set_name}"))
+    check(c.tls == SETS[set_name]["tls"], "TLS as rendered differs from the value set")
     c.prepare()
     try:
         c.start()
@@ -544,9 +554,11 @@ def live_cluster(helm, chart, coffer, tmp):
         # certificate valid for its own DNS name and for 127.0.0.1.
         for p in c.pods:
             c.wait(f"{p} to answer the readiness probe", lambda p=p: c.probe(p) == 204)
-            check(c.probe(p, server_hostname=c.host(p)) == 204, f"{p}: cert for {c.host(p)}")
-            check(c.probe(p, server_hostname=f"{c.fullname}.{NAMESPACE}.svc") == 204,
-                  f"{p}: cert for the API service")
+            if c.tls:
+                check(c.probe(p, server_hostname=c.host(p)) == 204,
+                      f"{p}: cert for {c.host(p)}")
+                check(c.probe(p, server_hostname=f"{c.fullname}.{NAMESPACE}.svc") == 204,
+                      f"{p}: cert for the API service")
         for p in c.pods:
             for bad in ("unknown or unsupported field", "is not supported by coffer",
                         "set more than once", "leader_tls_servername"):
@@ -679,8 +691,10 @@ def main():
         if args.coffer:
             digest = hashlib.sha256(open(args.coffer, "rb").read()).hexdigest()[:12]
             print(f"live run with {args.coffer} (sha256 {digest}...)", flush=True)
-            step("live: 3 pods from the rendered chart, init, unseal, retry_join, kv",
-                 live_cluster, helm, chart, args.coffer, tmp)
+            for set_name in ("defaults", "notls"):
+                step(f"live ({set_name}): 3 pods from the rendered chart, init, unseal, "
+                     "retry_join, login, list-peers, kv", live_cluster, helm, chart,
+                     args.coffer, tmp, set_name)
             step("live: the dev pod's args and root token", live_dev, helm, chart,
                  args.coffer, tmp)
         else:
