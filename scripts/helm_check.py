@@ -37,6 +37,8 @@ SETS = {
     "dev": dict(values="dev-values.yaml", replicas=1, tls=False, dev=True),
     "notls": dict(values="notls-values.yaml", replicas=3, tls=False, dev=False),
     "ingress": dict(values="ingress-values.yaml", replicas=3, tls=True, dev=False, ingress=True),
+    "servername": dict(values="servername-values.yaml", replicas=3, tls=True, dev=False,
+                       servername=f"{RELEASE}-coffer.{NAMESPACE}.svc"),
     "five": dict(
         values="five-values.yaml",
         replicas=5,
@@ -289,17 +291,18 @@ def assert_objects(docs, spec):
                 check('tls_key_file    = "/coffer/tls/tls.key"' in config, f"{p}: tls_key_file")
                 check(f'tls_min_version = "{spec.get("min_version", "tls12")}"' in config,
                       f"{p}: tls_min_version")
-                check(all('leader_ca_cert_file = "/coffer/tls/ca.crt"' in b for b in blocks),
-                      f"{p}: retry_join without the CA")
+                check(all(re.search(r'leader_ca_cert_file\s*=\s*"/coffer/tls/ca.crt"', b)
+                          for b in blocks), f"{p}: retry_join without the CA")
+                names = [re.findall(r'leader_tls_servername\s*=\s*"([^"]*)"', b) for b in blocks]
+                want = [[spec["servername"]] if spec.get("servername") else []] * len(blocks)
+                check(names == want, f"{p}: leader_tls_servername {names}, expected {want}")
                 check("tls_disable" not in config, f"{p}: tls_disable with TLS on")
             else:
                 check("tls_disable     = true" in config, f"{p}: TLS not disabled")
-                check("tls_cert_file" not in config and "leader_ca_cert_file" not in config,
-                      f"{p}: TLS files with TLS off")
+                check("tls_cert_file" not in config and "leader_ca_cert_file" not in config
+                      and "leader_tls_servername" not in config, f"{p}: TLS files with TLS off")
             if spec.get("extra_config"):
                 check(spec["extra_config"] in config, f"{p}: extraConfig missing")
-            check("leader_tls_servername" not in config,
-                  f"{p}: leader_tls_servername is not supported by coffer")
 
     # Services
     services = {svc["metadata"]["name"]: svc for svc in objs.get("Service", [])}
@@ -343,6 +346,21 @@ def assert_objects(docs, spec):
         check(sas[0]["automountServiceAccountToken"] is False, "token automount on")
     else:
         check(not sas and ps["serviceAccountName"] == "existing-sa", "existing service account")
+
+
+def readme_example_is_rendered(helm, chart):
+    """The chart README's example file is what the chart renders for coffer-1 of release
+    coffer in namespace secrets (blank-line whitespace aside)."""
+    with open(os.path.join(chart, "README.md")) as f:
+        blocks = re.findall(r"```hcl\n(.*?)```", f.read(), re.S)
+    check(len(blocks) == 1, "expected one hcl example in the README")
+    r = run([helm, "template", "coffer", chart, "--namespace", "secrets"])
+    check(r.returncode == 0, r.stderr)
+    cm = one(by_kind([d for d in yaml.safe_load_all(r.stdout) if d]), "ConfigMap")
+    rendered = cm["data"]["coffer-1.hcl"]
+    norm = lambda t: [ln.rstrip() for ln in t.strip().splitlines() if not ln.startswith("#")]  # noqa: E731
+    check(norm(blocks[0]) == norm(rendered),
+          f"the README's example differs from the rendered coffer-1.hcl:\n{rendered}")
 
 
 def checksum_follows_config(helm, chart, tmp):
@@ -449,7 +467,7 @@ class LiveCluster:
         for p in self.pods:
             os.makedirs(os.path.join(self.tmp, p, "home"))
             config = self.map_text(self.files[f"{p}.hcl"], p)
-            check("/coffer/" not in config and ".svc" not in config and "0.0.0.0" not in config,
+            check("/coffer/" not in config and ".svc:" not in config and "0.0.0.0" not in config,
                   f"{p}: an address or path was left unmapped:\n{config}")
             with open(os.path.join(self.config_dir, f"{p}.hcl"), "w") as f:
                 f.write(config)
@@ -561,7 +579,7 @@ def live_cluster(helm, chart, coffer, tmp, set_name):
                       f"{p}: cert for the API service")
         for p in c.pods:
             for bad in ("unknown or unsupported field", "is not supported by coffer",
-                        "set more than once", "leader_tls_servername"):
+                        "set more than once"):
                 check(bad not in c.log_text(p), f"{p} warned about its config:\n{c.log_text(p)}")
         first, *others = c.pods
         # README step 1: operator init on the first pod.
@@ -683,6 +701,8 @@ def main():
             step(f"{name}: kubernetes-validate --strict -k {k8s}", validate, k8s, out)
             step(f"{name}: rendered objects", assert_objects, rendered, spec)
         step("the config checksum follows the config", checksum_follows_config, helm, chart, tmp)
+        step("the README's example config is the rendered one", readme_example_is_rendered,
+             helm, chart)
         for bad, needle in [("server.ha.replicas=0", "server.ha.replicas"),
                             ("tls.minVersion=tls11", "tls.minVersion"),
                             ("server.logLevel=loud", "server.logLevel"),
@@ -691,7 +711,7 @@ def main():
         if args.coffer:
             digest = hashlib.sha256(open(args.coffer, "rb").read()).hexdigest()[:12]
             print(f"live run with {args.coffer} (sha256 {digest}...)", flush=True)
-            for set_name in ("defaults", "notls"):
+            for set_name in ("defaults", "notls", "servername"):
                 step(f"live ({set_name}): 3 pods from the rendered chart, init, unseal, "
                      "retry_join, login, list-peers, kv", live_cluster, helm, chart,
                      args.coffer, tmp, set_name)

@@ -121,9 +121,12 @@ storage "raft" {
 {{- if ne $peer (int $ordinal) }}
 
   retry_join {
-    leader_api_addr     = "{{ $scheme }}://{{ include "coffer.podHost" (list $root (printf "%s-%d" $fullname $peer)) }}:8200"
+    leader_api_addr       = "{{ $scheme }}://{{ include "coffer.podHost" (list $root (printf "%s-%d" $fullname $peer)) }}:8200"
 {{- if not $v.global.tlsDisable }}
-    leader_ca_cert_file = "{{ $v.tls.mountPath }}/{{ $v.tls.caKey }}"
+    leader_ca_cert_file   = "{{ $v.tls.mountPath }}/{{ $v.tls.caKey }}"
+{{- with $v.server.ha.raft.leaderTlsServername }}
+    leader_tls_servername = {{ . | quote }}
+{{- end }}
 {{- end }}
   }
 {{- end }}
