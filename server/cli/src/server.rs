@@ -107,6 +107,7 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<Strin
                 l.address = addr.clone();
             }
         }
+        apply_env(&mut config, |k| std::env::var(k).ok());
         return Ok((config, Vec::new()));
     }
     let loaded = if args.dev {
@@ -115,7 +116,38 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<Strin
         crate::config::load_files(&args.config)
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((loaded.config, loaded.warnings))
+    let mut config = loaded.config;
+    apply_env(&mut config, |k| std::env::var(k).ok());
+    Ok((config, loaded.warnings))
+}
+
+/// The environment's value of Vault's `VAULT_<name>` (or `COFFER_<name>`, which wins),
+/// if set and not empty.
+fn env_var(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    [format!("COFFER_{name}"), format!("VAULT_{name}")]
+        .iter()
+        .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+}
+
+/// Vault's server environment variables, which override the config file as in Vault
+/// (deployments set them per pod): `VAULT_API_ADDR` (legacy `VAULT_REDIRECT_ADDR`),
+/// `VAULT_CLUSTER_ADDR`, and for raft storage `VAULT_RAFT_NODE_ID` and
+/// `VAULT_RAFT_PATH`. Each may be spelled `COFFER_*`.
+fn apply_env(config: &mut ServerConfig, get: impl Fn(&str) -> Option<String>) {
+    if let Some(v) = env_var(&get, "API_ADDR").or_else(|| env_var(&get, "REDIRECT_ADDR")) {
+        config.api_addr = Some(v);
+    }
+    if let Some(v) = env_var(&get, "CLUSTER_ADDR") {
+        config.cluster_addr = Some(v);
+    }
+    if let StorageConfig::Raft(r) = &mut config.storage {
+        if let Some(v) = env_var(&get, "RAFT_NODE_ID") {
+            r.node_id = Some(v);
+        }
+        if let Some(v) = env_var(&get, "RAFT_PATH") {
+            r.path = PathBuf::from(v);
+        }
+    }
 }
 
 fn listener_tls(l: &TcpListener) -> anyhow::Result<Option<rustls::ServerConfig>> {
@@ -420,4 +452,81 @@ fn print_dev_banner(addr: &str, unseal_key: &str, root_token: &str) {
          Root Token: {root_token}\n\n\
          Development mode should NOT be used in production installations!\n"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raft_config() -> ServerConfig {
+        crate::config::parse_hcl(
+            "storage \"raft\" {\n path = \"/file\"\n node_id = \"file-id\"\n}\n\
+             listener \"tcp\" {\n address = \"127.0.0.1:8200\"\n tls_disable = true\n}\n\
+             api_addr = \"https://file:8200\"\n",
+        )
+        .expect("config")
+        .config
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn vault_environment_overrides_the_file_like_vault() {
+        let mut c = raft_config();
+        apply_env(
+            &mut c,
+            env(&[
+                ("VAULT_API_ADDR", "https://10.1.2.3:8200"),
+                (
+                    "VAULT_CLUSTER_ADDR",
+                    "https://coffer-0.coffer-internal:8201",
+                ),
+                ("VAULT_RAFT_NODE_ID", "coffer-0"),
+                ("VAULT_RAFT_PATH", "/coffer/data"),
+            ]),
+        );
+        assert_eq!(c.api_addr.as_deref(), Some("https://10.1.2.3:8200"));
+        assert_eq!(
+            c.cluster_addr.as_deref(),
+            Some("https://coffer-0.coffer-internal:8201")
+        );
+        let StorageConfig::Raft(r) = &c.storage else {
+            panic!("raft")
+        };
+        assert_eq!(r.node_id.as_deref(), Some("coffer-0"));
+        assert_eq!(r.path, PathBuf::from("/coffer/data"));
+    }
+
+    #[test]
+    fn coffer_spelling_wins_and_empty_or_absent_values_change_nothing() {
+        let mut c = raft_config();
+        apply_env(
+            &mut c,
+            env(&[
+                ("VAULT_API_ADDR", "https://vault:8200"),
+                ("COFFER_API_ADDR", "https://coffer:8200"),
+                ("VAULT_RAFT_NODE_ID", "  "),
+            ]),
+        );
+        assert_eq!(c.api_addr.as_deref(), Some("https://coffer:8200"));
+        assert_eq!(c.cluster_addr, None);
+        let StorageConfig::Raft(r) = &c.storage else {
+            panic!("raft")
+        };
+        assert_eq!(r.node_id.as_deref(), Some("file-id"));
+        assert_eq!(r.path, PathBuf::from("/file"));
+
+        let mut legacy = raft_config();
+        apply_env(
+            &mut legacy,
+            env(&[("VAULT_REDIRECT_ADDR", "https://old:8200")]),
+        );
+        assert_eq!(legacy.api_addr.as_deref(), Some("https://old:8200"));
+    }
 }
