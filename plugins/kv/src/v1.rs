@@ -59,7 +59,7 @@ impl KvV1 {
         resp.secret = Some(SecretLease {
             ttl,
             renewable: false,
-            internal: Map::new(),
+            ..Default::default()
         });
         Ok(resp)
     }

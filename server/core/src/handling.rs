@@ -306,6 +306,7 @@ impl Core {
                 max_lease_ttl: ttl(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
             },
             remote_addr: req.remote_addr.clone(),
+            lease: None,
         }
     }
 
@@ -333,7 +334,7 @@ impl Core {
                 crate::cubbyhole::handle(&mut sdk_req).await?
             }
         };
-        self.finish_response(state, req, m, resp).await
+        self.finish_response(state, req, m, entry, resp).await
     }
 
     async fn finish_response(
@@ -341,6 +342,7 @@ impl Core {
         state: &Arc<Unsealed>,
         req: &LogicalRequest,
         m: &Mounted,
+        caller: Option<&TokenEntry>,
         resp: coffer_sdk::Response,
     ) -> Result<LogicalResponse, CoreError> {
         let mut out = LogicalResponse {
@@ -357,17 +359,8 @@ impl Core {
             ..Default::default()
         };
         if let Some(secret) = resp.secret {
-            let ttl = if secret.ttl.is_zero() {
-                if m.entry.config.default_lease_ttl == 0 {
-                    self.config.default_lease_ttl.as_secs()
-                } else {
-                    m.entry.config.default_lease_ttl
-                }
-            } else {
-                secret.ttl.as_secs()
-            };
-            out.lease_duration = ttl;
-            out.renewable = secret.renewable;
+            self.register_secret(state, req, m, caller, secret, &mut out)
+                .await?;
         }
         if let Some(login) = resp.auth {
             let (token, entry) = self.issue_login_token(state, req, m, login).await?;

@@ -1,34 +1,121 @@
 //! Leases and expiry (Vault's expiration manager).
 //!
-//! Every token with a TTL has a lease, `<creation path>/<token hash>` (Vault's
-//! `auth/token/create/h…` shape), indexed at `sys/expire/id/<lease id>` in the same
-//! Raft entry that creates the token. Expiry is driven by timers, not by a scan per
-//! request: one task sleeps until the earliest deadline and revokes what is due. On
-//! unseal the index is loaded by a background task in pages, so a large lease table
-//! never holds up unsealing (Vault issue #3860); until it finishes, an expired token is
-//! still refused because lookups check `expire_time` themselves.
+//! Two kinds of lease share one index, `sys/expire/id/<lease id>` (through the barrier):
+//!
+//! - **token leases**: every token with a TTL, `<creation path>/h<token hash>` (Vault's
+//!   `auth/token/create/h…` shape), written in the same Raft entry that creates the token;
+//! - **secret leases**: a backend that answers with a `secret` (a dynamic credential)
+//!   gets a lease `<mount><request path>/<24 random base62>` (Vault's
+//!   `database/creds/app/AbC…` shape) holding the mount's uuid, the request path, the
+//!   backend's internal data, issue/expiry times and the revocation state. Its entry and
+//!   its index under the creating token, `sys/expire/token/<token hash>/<sha256(id)>`,
+//!   are one Raft entry. `kv` mounts are the exception: their `ttl` is advisory (Vault).
+//!
+//! Expiry is driven by timers, not by a scan per request: one task sleeps until the
+//! earliest deadline and revokes what is due. A secret lease is revoked through its
+//! backend's `revoke`; a failure keeps the lease, records the error, and retries with
+//! exponential backoff; after [`MAX_REVOKE_ATTEMPTS`] it is marked irrevocable (lookup
+//! shows it) and only `revoke-force` drops it. Revoking a token (or its tree) marks its
+//! secret leases due now: the timer revokes them through their backends (Vault's
+//! `RevokeByToken`), so a failing backend never blocks token revocation. Disabling or
+//! moving a mount revokes its leases first, synchronously, and refuses if one fails.
+//!
+//! Only the active node revokes. Whenever a node becomes active (first unseal, or a
+//! fail-over) a background task loads the whole index into the timer in pages, so a
+//! large lease table never holds up unsealing (Vault issue #3860); until it finishes an
+//! expired token is still refused because lookups check `expire_time` themselves.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use coffer_barrier::barrier::LogicalOp;
+use coffer_sdk::{LeaseInfo, MountTtl, SdkError, SecretLease};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 
 use crate::handling::{LogicalRequest, LogicalResponse};
+use crate::mounts::Mounted;
+use crate::token::TokenEntry;
 use crate::{Core, CoreError, Unsealed};
 
 /// Storage prefix of the lease index.
 pub const LEASE_PREFIX: &str = "sys/expire/id/";
+/// Storage prefix of the per-token index of secret leases.
+pub const TOKEN_INDEX_PREFIX: &str = "sys/expire/token/";
+/// Failed revocations before a lease is marked irrevocable (Vault's number).
+pub const MAX_REVOKE_ATTEMPTS: u32 = 6;
+/// First retry delay after a failed revocation; doubles per attempt.
+const REVOKE_RETRY_BASE: i64 = 5;
+/// Longest retry delay.
+const REVOKE_RETRY_MAX: i64 = 600;
+/// Lease kind of a token.
+pub const KIND_TOKEN: &str = "token";
+/// Lease kind of a backend's secret.
+pub const KIND_SECRET: &str = "secret";
 
 /// What the index stores for a lease.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LeaseIndex {
-    /// `token` (the only lease kind the built-in engines create).
+    /// [`KIND_TOKEN`] or [`KIND_SECRET`].
     pub kind: String,
-    /// Salted hash of the token the lease belongs to.
+    /// Token lease: the token's salted hash. Secret lease: the hash of the token that
+    /// created it (empty: none, e.g. an unauthenticated request or an orphan batch
+    /// token).
     pub token_hash: String,
+    /// Secret lease: uuid of the mount whose backend revokes and renews it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mount_uuid: String,
+    /// Secret lease: the request path inside the mount (`creds/app`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Secret lease: the backend's private data (never shown to clients).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub internal: Map<String, Value>,
+    /// Unix seconds of issue.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub issue_time: i64,
+    /// Unix seconds of expiry (for a secret lease; a token lease reads its token's).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub expire_time: i64,
+    /// Unix seconds of the last renewal (0 = never).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub last_renewal: i64,
+    /// TTL granted at issue or last renewal (seconds).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub ttl: u64,
+    /// The backend's cap on the lease's lifetime from issue (seconds; 0 = mount max).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub max_ttl: u64,
+    /// Whether the lease may be renewed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renewable: bool,
+    /// Failed revocation attempts so far.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub revoke_attempts: u32,
+    /// The last revocation error.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revoke_error: String,
+    /// Revocation failed [`MAX_REVOKE_ATTEMPTS`] times: no more retries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub irrevocable: bool,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+impl LeaseIndex {
+    fn is_secret(&self) -> bool {
+        self.kind == KIND_SECRET
+    }
 }
 
 /// The lease id of a token.
@@ -36,32 +123,115 @@ pub fn token_lease_id(path: &str, token_hash: &str) -> String {
     format!("{}/h{}", path.trim_end_matches('/'), token_hash)
 }
 
-/// Deadlines waiting to fire.
+/// The lease id of a secret issued at `request_path` (Vault: `path.Join(path, rand)`).
+pub fn secret_lease_id(request_path: &str) -> String {
+    format!(
+        "{}/{}",
+        request_path.trim_end_matches('/'),
+        crate::token::random_base62(24)
+    )
+}
+
+/// Where the creating token's index of a secret lease lives.
+pub fn token_index_key(token_hash: &str, lease_id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, lease_id.as_bytes());
+    format!(
+        "{TOKEN_INDEX_PREFIX}{token_hash}/{}",
+        hex::encode(digest.as_ref())
+    )
+}
+
+/// Delay before retry number `attempts` (1 = after the first failure).
+pub fn revoke_backoff(attempts: u32) -> i64 {
+    let shift = attempts.saturating_sub(1).min(16);
+    (REVOKE_RETRY_BASE << shift).min(REVOKE_RETRY_MAX)
+}
+
+/// Vault's `CalculateTTL` for a lease: the TTL to grant at `now`, with a warning when
+/// the max TTL capped it. `increment` (renewals) wins over the backend's `ttl`, which
+/// wins over the mount default; the max is the backend's (if any) within the mount's,
+/// counted from `issue_time`.
+pub fn calculate_ttl(
+    now: i64,
+    issue_time: i64,
+    increment: u64,
+    backend_ttl: u64,
+    backend_max: u64,
+    mount: &MountTtl,
+) -> Result<(u64, Option<String>), CoreError> {
+    let mount_max = mount.max_lease_ttl.as_secs();
+    let mount_default = mount.default_lease_ttl.as_secs().min(mount_max);
+    let mut ttl = if increment > 0 {
+        increment
+    } else if backend_ttl > 0 {
+        backend_ttl
+    } else {
+        mount_default
+    };
+    let max = if backend_max > 0 {
+        backend_max.min(mount_max)
+    } else {
+        mount_max
+    };
+    let remaining = issue_time.saturating_add(max as i64) - now;
+    if remaining <= 0 {
+        return Err(CoreError::BadRequest(
+            "past the max TTL, cannot renew".into(),
+        ));
+    }
+    let mut warning = None;
+    if ttl > remaining as u64 {
+        warning = Some(format!(
+            "TTL of {ttl}s exceeded the effective max_ttl of {remaining}s; TTL value is capped accordingly"
+        ));
+        ttl = remaining as u64;
+    }
+    Ok((ttl, warning))
+}
+
+#[derive(Default)]
+struct Queue {
+    by_time: BTreeSet<(i64, String)>,
+    by_id: HashMap<String, i64>,
+}
+
+/// Deadlines waiting to fire: one per lease (scheduling again replaces it).
 #[derive(Default)]
 pub struct Expiration {
-    queue: Mutex<BTreeSet<(i64, String)>>,
+    queue: Mutex<Queue>,
     wake: Notify,
     stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Expiration {
-    /// Schedule `lease_id` to expire at unix second `at` (0 = never).
+    /// Schedule `lease_id` to expire at unix second `at` (0 = never), replacing any
+    /// earlier deadline of the same lease.
     pub fn schedule(&self, lease_id: &str, at: i64) {
+        let Ok(mut q) = self.queue.lock() else {
+            return;
+        };
+        if let Some(old) = q.by_id.remove(lease_id) {
+            q.by_time.remove(&(old, lease_id.to_string()));
+        }
         if at == 0 {
             return;
         }
-        if let Ok(mut q) = self.queue.lock() {
-            let earliest = q.first().map(|(t, _)| *t);
-            q.insert((at, lease_id.to_string()));
-            if earliest.is_none_or(|e| at < e) {
-                self.wake.notify_one();
-            }
+        let earliest = q.by_time.first().map(|(t, _)| *t);
+        q.by_time.insert((at, lease_id.to_string()));
+        q.by_id.insert(lease_id.to_string(), at);
+        if earliest.is_none_or(|e| at < e) {
+            self.wake.notify_one();
         }
+    }
+
+    /// Forget a lease's deadline (it was revoked).
+    pub fn unschedule(&self, lease_id: &str) {
+        self.schedule(lease_id, 0);
     }
 
     /// Number of scheduled deadlines (for tests and metrics).
     pub fn pending(&self) -> usize {
-        self.queue.lock().map(|q| q.len()).unwrap_or(0)
+        self.queue.lock().map(|q| q.by_id.len()).unwrap_or(0)
     }
 
     /// Stop the timer task (seal).
@@ -71,16 +241,21 @@ impl Expiration {
         self.wake.notify_one();
     }
 
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn due(&self, now: i64) -> Vec<String> {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        while let Some((t, _)) = q.first() {
+        while let Some((t, _)) = q.by_time.first() {
             if *t > now {
                 break;
             }
-            if let Some((_, id)) = q.pop_first() {
+            if let Some((_, id)) = q.by_time.pop_first() {
+                q.by_id.remove(&id);
                 out.push(id);
             }
         }
@@ -91,7 +266,7 @@ impl Expiration {
         self.queue
             .lock()
             .ok()
-            .and_then(|q| q.first().map(|(t, _)| *t))
+            .and_then(|q| q.by_time.first().map(|(t, _)| *t))
     }
 }
 
@@ -99,7 +274,7 @@ impl Expiration {
 pub fn spawn_timer(core: Weak<Core>, state: Weak<Unsealed>, expiration: Arc<Expiration>) {
     tokio::spawn(async move {
         loop {
-            if expiration.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            if expiration.is_stopped() {
                 return;
             }
             let wait = match expiration.next_deadline() {
@@ -128,50 +303,252 @@ pub fn spawn_timer(core: Weak<Core>, state: Weak<Unsealed>, expiration: Arc<Expi
     });
 }
 
-/// Load the lease index into the timer in pages, in the background.
-pub fn spawn_loader(state: Weak<Unsealed>, expiration: Arc<Expiration>) {
+/// Load the lease index into the timer whenever this node becomes the active node (at
+/// unseal, and after a fail-over: the leases the previous active node created are
+/// only in storage), in pages, in the background.
+pub fn spawn_loader(core: Weak<Core>, state: Weak<Unsealed>, expiration: Arc<Expiration>) {
     tokio::spawn(async move {
-        let Some(s) = state.upgrade() else { return };
-        let keys = match s.store.list_recursive(LEASE_PREFIX) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "loading leases failed");
+        let mut was_active = false;
+        loop {
+            if expiration.is_stopped() {
                 return;
             }
-        };
-        drop(s);
-        let total = keys.len();
-        for page in keys.chunks(1024) {
-            let Some(s) = state.upgrade() else { return };
-            for key in page {
-                let lease_id = key.trim_start_matches(LEASE_PREFIX);
-                if let Ok(Some(idx)) = s.store.get_json::<LeaseIndex>(key) {
-                    if let Ok(Some(token)) = s.tokens.lookup_hash(&idx.token_hash) {
-                        expiration.schedule(lease_id, token.expire_time);
-                    } else {
-                        // The token is gone: clear the stale index entry soon.
-                        expiration.schedule(lease_id, crate::now_unix());
-                    }
-                }
+            let active = match core.upgrade() {
+                Some(c) => c.cluster.is_leader(),
+                None => return,
+            };
+            if active && !was_active {
+                load_index(&state, &expiration).await;
             }
-            drop(s);
-            tokio::task::yield_now().await;
+            was_active = active;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tracing::info!(leases = total, "leases loaded");
     });
 }
 
+async fn load_index(state: &Weak<Unsealed>, expiration: &Expiration) {
+    let Some(s) = state.upgrade() else { return };
+    let keys = match s.store.list_recursive(LEASE_PREFIX) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "loading leases failed");
+            return;
+        }
+    };
+    drop(s);
+    let total = keys.len();
+    for page in keys.chunks(1024) {
+        let Some(s) = state.upgrade() else { return };
+        let now = crate::now_unix();
+        for key in page {
+            let lease_id = key.trim_start_matches(LEASE_PREFIX);
+            if let Ok(Some(idx)) = s.store.get_json::<LeaseIndex>(key) {
+                if let Some(at) = load_deadline(&s, &idx, now) {
+                    expiration.schedule(lease_id, at);
+                }
+            }
+        }
+        drop(s);
+        tokio::task::yield_now().await;
+    }
+    tracing::info!(leases = total, "leases loaded");
+}
+
+/// When a loaded lease is due (None: never, an irrevocable lease).
+fn load_deadline(state: &Unsealed, idx: &LeaseIndex, now: i64) -> Option<i64> {
+    let owner = if idx.token_hash.is_empty() {
+        None
+    } else {
+        state.tokens.lookup_hash(&idx.token_hash).ok().flatten()
+    };
+    if !idx.is_secret() {
+        // A token lease follows its token; a stale entry is cleared soon.
+        return Some(owner.map(|t| t.expire_time).unwrap_or(now));
+    }
+    if idx.irrevocable {
+        return None;
+    }
+    let owner_gone = !idx.token_hash.is_empty() && owner.is_none();
+    if owner_gone || idx.revoke_attempts > 0 {
+        return Some(now);
+    }
+    Some(idx.expire_time)
+}
+
+fn lease_key(lease_id: &str) -> String {
+    format!("{LEASE_PREFIX}{lease_id}")
+}
+
+fn mount_ttl(core: &Core, m: &Mounted) -> MountTtl {
+    let sys = core.config();
+    let pick = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_secs(v) };
+    MountTtl {
+        default_lease_ttl: pick(m.entry.config.default_lease_ttl, sys.default_lease_ttl),
+        max_lease_ttl: pick(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
+    }
+}
+
+fn lease_request(
+    core: &Core,
+    m: &Mounted,
+    lease_id: &str,
+    idx: &LeaseIndex,
+) -> coffer_sdk::Request {
+    coffer_sdk::Request {
+        id: crate::new_uuid(),
+        operation: coffer_sdk::Operation::Update,
+        path: idx.path.clone(),
+        mount_point: m.route_path(),
+        data: Map::new(),
+        query: Default::default(),
+        storage: m.storage.clone(),
+        caller: None,
+        mount_ttl: mount_ttl(core, m),
+        remote_addr: None,
+        lease: Some(LeaseInfo {
+            lease_id: lease_id.to_string(),
+            issue_time: idx.issue_time,
+            expire_time: idx.expire_time,
+            ttl: Duration::from_secs(idx.ttl),
+            increment: Duration::ZERO,
+        }),
+    }
+}
+
+/// How a revocation treats a backend that fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Force {
+    /// Keep the lease, record the error, retry later.
+    No,
+    /// Drop the lease anyway (`revoke-force`).
+    Yes,
+}
+
 impl Core {
-    /// Revoke a lease whose time has come (or that an operator revokes).
+    /// Register a lease for the secret a backend answered with, and fill the response's
+    /// lease fields. `kv` mounts only report their advisory TTL (Vault does not lease
+    /// them). If the lease cannot be stored, the secret is revoked through the backend.
+    pub(crate) async fn register_secret(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        m: &Mounted,
+        caller: Option<&TokenEntry>,
+        secret: SecretLease,
+        out: &mut LogicalResponse,
+    ) -> Result<(), CoreError> {
+        let limits = mount_ttl(self, m);
+        let now = crate::now_unix();
+        if m.entry.kind == "kv" {
+            out.lease_duration = if secret.ttl.is_zero() {
+                limits.default_lease_ttl.as_secs()
+            } else {
+                secret.ttl.as_secs()
+            };
+            out.renewable = false;
+            return Ok(());
+        }
+        let (mut ttl, warning) = calculate_ttl(
+            now,
+            now,
+            0,
+            secret.ttl.as_secs(),
+            secret.max_ttl.as_secs(),
+            &limits,
+        )?;
+        out.warnings.extend(warning);
+        // A batch token is never stored: its leases belong to its parent and cannot
+        // outlive it (Vault).
+        let token_hash = match caller {
+            Some(t) if t.token_type == "batch" => {
+                if t.expire_time != 0 {
+                    ttl = ttl.min((t.expire_time - now).max(1) as u64);
+                }
+                t.parent.clone()
+            }
+            Some(t) => t.id_hash.clone(),
+            None => String::new(),
+        };
+        let lease_id = secret_lease_id(&req.path);
+        let idx = LeaseIndex {
+            kind: KIND_SECRET.into(),
+            token_hash: token_hash.clone(),
+            mount_uuid: m.entry.uuid.clone(),
+            path: req
+                .path
+                .strip_prefix(&m.route_path())
+                .unwrap_or_default()
+                .to_string(),
+            internal: secret.internal,
+            issue_time: now,
+            expire_time: now + ttl as i64,
+            ttl,
+            max_ttl: secret.max_ttl.as_secs(),
+            renewable: secret.renewable,
+            ..Default::default()
+        };
+        let mut ops = vec![crate::store::json_put(&lease_key(&lease_id), &idx)?];
+        if !token_hash.is_empty() {
+            ops.push(LogicalOp::Put {
+                key: token_index_key(&token_hash, &lease_id),
+                value: lease_id.clone().into_bytes(),
+            });
+        }
+        if let Err(e) = state.store.commit(ops).await {
+            // Vault: a secret without a lease must not stay valid.
+            if let Some(backend) = &m.backend {
+                let mut r = lease_request(self, m, &lease_id, &idx);
+                if let Err(re) = backend
+                    .revoke(&mut r, &Value::Object(idx.internal.clone()))
+                    .await
+                {
+                    tracing::error!(lease_id = %lease_id, error = %re, "revoking a secret whose lease could not be stored failed");
+                }
+            }
+            return Err(e);
+        }
+        // The creating token may already be gone (its last use was this request).
+        let owner_gone = !token_hash.is_empty() && state.tokens.lookup_hash(&token_hash)?.is_none();
+        state
+            .expiration
+            .schedule(&lease_id, if owner_gone { now } else { idx.expire_time });
+        out.lease_id = lease_id;
+        out.lease_duration = ttl;
+        out.renewable = idx.renewable;
+        Ok(())
+    }
+
+    /// Revoke a lease whose time has come (the timer).
     pub(crate) async fn expire(
         &self,
         state: &Arc<Unsealed>,
         lease_id: &str,
     ) -> Result<(), CoreError> {
-        let key = format!("{LEASE_PREFIX}{lease_id}");
+        let key = lease_key(lease_id);
         let Some(idx) = state.store.get_json::<LeaseIndex>(&key)? else {
             return Ok(());
         };
+        if idx.is_secret() {
+            if idx.irrevocable {
+                return Ok(());
+            }
+            let now = crate::now_unix();
+            let owner_alive =
+                idx.token_hash.is_empty() || state.tokens.lookup_hash(&idx.token_hash)?.is_some();
+            if owner_alive && idx.expire_time > now {
+                // Renewed meanwhile: reschedule.
+                state.expiration.schedule(lease_id, idx.expire_time);
+                return Ok(());
+            }
+            // A failure is recorded and rescheduled by revoke_secret itself.
+            if let Err(e) = self
+                .revoke_secret(state, lease_id, idx, Force::No, None)
+                .await
+            {
+                tracing::warn!(lease_id = %lease_id, error = %e, "lease revocation failed");
+            }
+            return Ok(());
+        }
         match state.tokens.lookup_hash(&idx.token_hash)? {
             Some(token) if token.expire_time > crate::now_unix() => {
                 // Renewed meanwhile: reschedule.
@@ -183,6 +560,223 @@ impl Core {
         }
     }
 
+    /// Revoke a secret lease through its backend (or `mount`, during an unmount). On
+    /// success (or with `force`) the lease and its token index go in one Raft entry; on
+    /// failure the error is recorded on the lease, a retry is scheduled with backoff,
+    /// and after [`MAX_REVOKE_ATTEMPTS`] the lease is marked irrevocable.
+    async fn revoke_secret(
+        &self,
+        state: &Arc<Unsealed>,
+        lease_id: &str,
+        mut idx: LeaseIndex,
+        force: Force,
+        mount: Option<&Mounted>,
+    ) -> Result<(), CoreError> {
+        let router;
+        let m = match mount {
+            Some(m) => Some(m),
+            None => {
+                router = state.router()?;
+                router.by_uuid(&idx.mount_uuid).map(|m| m.as_ref())
+            }
+        };
+        let result = match m {
+            Some(m) => match &m.backend {
+                Some(backend) => {
+                    let mut r = lease_request(self, m, lease_id, &idx);
+                    backend
+                        .revoke(&mut r, &Value::Object(idx.internal.clone()))
+                        .await
+                }
+                None => Ok(()),
+            },
+            None => Err(SdkError::Internal(
+                "the mount that issued this lease is gone".into(),
+            )),
+        };
+        let err = match (result, force) {
+            (Ok(()), _) => None,
+            (Err(e), Force::Yes) => {
+                tracing::warn!(lease_id = %lease_id, error = %e, "backend revocation failed; lease force-removed");
+                None
+            }
+            (Err(e), Force::No) => Some(e),
+        };
+        let Some(err) = err else {
+            let mut ops = vec![LogicalOp::Delete {
+                key: lease_key(lease_id),
+            }];
+            if !idx.token_hash.is_empty() {
+                ops.push(LogicalOp::Delete {
+                    key: token_index_key(&idx.token_hash, lease_id),
+                });
+            }
+            state.store.commit(ops).await?;
+            state.expiration.unschedule(lease_id);
+            return Ok(());
+        };
+        let now = crate::now_unix();
+        idx.revoke_attempts = idx.revoke_attempts.saturating_add(1);
+        idx.revoke_error = err.to_string();
+        idx.expire_time = idx.expire_time.min(now);
+        idx.irrevocable = idx.revoke_attempts >= MAX_REVOKE_ATTEMPTS;
+        state.store.put_json(&lease_key(lease_id), &idx).await?;
+        if idx.irrevocable {
+            tracing::error!(lease_id = %lease_id, error = %err, "lease is irrevocable; use revoke-force after fixing the cause");
+            state.expiration.unschedule(lease_id);
+        } else {
+            state
+                .expiration
+                .schedule(lease_id, now + revoke_backoff(idx.revoke_attempts));
+        }
+        Err(CoreError::Internal(format!(
+            "failed to revoke lease {lease_id}: {err}"
+        )))
+    }
+
+    /// Revoke one lease now (a token lease revokes the token and its children).
+    async fn revoke_lease(
+        &self,
+        state: &Arc<Unsealed>,
+        lease_id: &str,
+        force: Force,
+        mount: Option<&Mounted>,
+    ) -> Result<(), CoreError> {
+        let key = lease_key(lease_id);
+        let Some(idx) = state.store.get_json::<LeaseIndex>(&key)? else {
+            return Ok(());
+        };
+        if idx.is_secret() {
+            return self.revoke_secret(state, lease_id, idx, force, mount).await;
+        }
+        match state.tokens.lookup_hash(&idx.token_hash)? {
+            Some(token) => state.tokens.revoke_tree(&token).await,
+            None => state.store.delete(&key).await.map(|_| ()),
+        }
+    }
+
+    /// Revoke every lease under `prefix` (a lease id, or a path prefix: Vault checks
+    /// for an exact id first, then treats it as a folder). Every lease is tried; the
+    /// first failure is returned.
+    async fn revoke_prefix(
+        &self,
+        state: &Arc<Unsealed>,
+        prefix: &str,
+        force: Force,
+        mount: Option<&Mounted>,
+    ) -> Result<(), CoreError> {
+        let ids: Vec<String> =
+            if !prefix.ends_with('/') && state.store.get(&lease_key(prefix))?.is_some() {
+                vec![prefix.to_string()]
+            } else {
+                let folder = format!("{}/", prefix.trim_end_matches('/'));
+                state
+                    .store
+                    .list_recursive(&lease_key(&folder))?
+                    .into_iter()
+                    .map(|k| k.trim_start_matches(LEASE_PREFIX).to_string())
+                    .collect()
+            };
+        let mut first_error = None;
+        for id in ids {
+            if let Err(e) = self.revoke_lease(state, &id, force, mount).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Revoke every lease of a mount before it is disabled or moved (Vault's
+    /// `RevokePrefix(mount, sync)`): secrets through the mount's backend, tokens it
+    /// issued with their children. Fails if a backend refuses; nothing is dropped.
+    pub(crate) async fn revoke_mount_leases(
+        &self,
+        state: &Arc<Unsealed>,
+        m: &Mounted,
+    ) -> Result<(), CoreError> {
+        self.revoke_prefix(state, &m.route_path(), Force::No, Some(m))
+            .await
+            .map_err(|e| {
+                CoreError::BadRequest(format!(
+                    "failed to revoke the leases of {:?}: {}",
+                    m.route_path(),
+                    e.messages().join("; ")
+                ))
+            })
+    }
+
+    /// Renew a secret lease through its backend (Vault's `Renew`).
+    async fn renew_secret(
+        &self,
+        state: &Arc<Unsealed>,
+        req: &LogicalRequest,
+        lease_id: &str,
+        mut idx: LeaseIndex,
+    ) -> Result<LogicalResponse, CoreError> {
+        let now = crate::now_unix();
+        if idx.irrevocable || idx.revoke_attempts > 0 || idx.expire_time <= now {
+            return Err(CoreError::BadRequest("lease expired".into()));
+        }
+        if !idx.renewable {
+            return Err(CoreError::BadRequest("lease is not renewable".into()));
+        }
+        let increment = crate::token_api::secs(req, "increment")?.max(0) as u64;
+        let router = state.router()?;
+        let m = router.by_uuid(&idx.mount_uuid).cloned().ok_or_else(|| {
+            CoreError::BadRequest("the mount that issued this lease is gone".into())
+        })?;
+        let backend = m
+            .backend
+            .as_ref()
+            .ok_or_else(|| CoreError::BadRequest("lease is not renewable".into()))?;
+        let mut r = lease_request(self, &m, lease_id, &idx);
+        if let Some(l) = r.lease.as_mut() {
+            l.increment = Duration::from_secs(increment);
+        }
+        r.remote_addr = req.remote_addr.clone();
+        let answer = backend
+            .renew(&mut r, &Value::Object(idx.internal.clone()))
+            .await?;
+        let secret = answer
+            .secret
+            .ok_or_else(|| CoreError::BadRequest("the backend did not renew the lease".into()))?;
+        let max_ttl = if secret.max_ttl.is_zero() {
+            idx.max_ttl
+        } else {
+            secret.max_ttl.as_secs()
+        };
+        let (ttl, warning) = calculate_ttl(
+            now,
+            idx.issue_time,
+            increment,
+            secret.ttl.as_secs(),
+            max_ttl,
+            &mount_ttl(self, &m),
+        )?;
+        idx.ttl = ttl;
+        idx.max_ttl = max_ttl;
+        idx.expire_time = now + ttl as i64;
+        idx.last_renewal = now;
+        idx.renewable = secret.renewable;
+        if !secret.internal.is_empty() {
+            idx.internal = secret.internal;
+        }
+        let index = state.store.put_json(&lease_key(lease_id), &idx).await?;
+        state.expiration.schedule(lease_id, idx.expire_time);
+        let mut warnings = answer.warnings;
+        warnings.extend(warning);
+        Ok(LogicalResponse {
+            status: 200,
+            data: answer.data,
+            warnings,
+            lease_id: lease_id.to_string(),
+            renewable: idx.renewable,
+            lease_duration: ttl,
+            index,
+            ..Default::default()
+        })
+    }
+
     /// `sys/leases/*` (and the legacy `sys/renew`, `sys/revoke*`).
     pub(crate) async fn handle_leases(
         &self,
@@ -190,12 +784,17 @@ impl Core {
         req: &LogicalRequest,
         op: &str,
     ) -> Result<LogicalResponse, CoreError> {
-        let body_id = || -> Result<String, CoreError> {
-            req.data
-                .get("lease_id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+        // The lease id from the URL (`renew/<id>`, `revoke/<id>`) or the body.
+        let lease_id = |url: Option<&str>| -> Result<String, CoreError> {
+            url.filter(|s| !s.is_empty())
                 .map(String::from)
+                .or_else(|| {
+                    req.data
+                        .get("lease_id")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                })
                 .ok_or_else(|| CoreError::BadRequest("lease_id must be specified".into()))
         };
         let not_found = || CoreError::BadRequest("invalid lease".into());
@@ -204,20 +803,27 @@ impl Core {
             .or((op == "lookup/").then_some(""))
         {
             if req.operation == coffer_sdk::Operation::List {
-                let keys = state.store.list(&format!("{LEASE_PREFIX}{prefix}"))?;
+                let keys = state.store.list(&lease_key(prefix))?;
                 if keys.is_empty() {
                     return Err(CoreError::NotFound(String::new()));
                 }
                 return Ok(data(json!({ "keys": keys })));
             }
         }
-        match op {
-            "lookup" => {
-                let id = body_id()?;
+        let (verb, url_id) = match op.split_once('/') {
+            Some((verb, rest)) => (verb, Some(rest)),
+            None => (op, None),
+        };
+        match verb {
+            "lookup" if url_id.is_none() => {
+                let id = lease_id(None)?;
                 let idx: LeaseIndex = state
                     .store
-                    .get_json(&format!("{LEASE_PREFIX}{id}"))?
+                    .get_json(&lease_key(&id))?
                     .ok_or_else(not_found)?;
+                if idx.is_secret() {
+                    return Ok(data(lookup_json(&id, &idx)));
+                }
                 let token = state
                     .tokens
                     .lookup_hash(&idx.token_hash)?
@@ -233,11 +839,14 @@ impl Core {
                 })))
             }
             "renew" => {
-                let id = body_id()?;
+                let id = lease_id(url_id)?;
                 let idx: LeaseIndex = state
                     .store
-                    .get_json(&format!("{LEASE_PREFIX}{id}"))?
+                    .get_json(&lease_key(&id))?
                     .ok_or_else(not_found)?;
+                if idx.is_secret() {
+                    return self.renew_secret(state, req, &id, idx).await;
+                }
                 let token = state
                     .tokens
                     .lookup_hash(&idx.token_hash)?
@@ -253,47 +862,51 @@ impl Core {
                 })
             }
             "revoke" => {
-                self.expire_now(state, &body_id()?).await?;
+                self.revoke_lease(state, &lease_id(url_id)?, Force::No, None)
+                    .await?;
                 Ok(empty(self.cluster.applied_index()))
             }
-            "tidy" => Ok(empty(0)),
-            _ => {
-                if let Some(id) = op.strip_prefix("revoke/").filter(|s| !s.is_empty()) {
-                    self.expire_now(state, id).await?;
-                    return Ok(empty(self.cluster.applied_index()));
-                }
-                if let Some(prefix) = op
-                    .strip_prefix("revoke-prefix/")
-                    .or_else(|| op.strip_prefix("revoke-force/"))
-                {
-                    for key in state
-                        .store
-                        .list_recursive(&format!("{LEASE_PREFIX}{prefix}"))?
-                    {
-                        self.expire_now(state, key.trim_start_matches(LEASE_PREFIX))
-                            .await?;
-                    }
-                    return Ok(empty(self.cluster.applied_index()));
-                }
-                Err(CoreError::NotFound(format!(
-                    "no handler for route \"{}\". route entry not found.",
-                    req.path
-                )))
+            "revoke-prefix" | "revoke-force" => {
+                let prefix = url_id.filter(|p| !p.is_empty()).ok_or_else(|| {
+                    CoreError::NotFound(format!(
+                        "no handler for route \"{}\". route entry not found.",
+                        req.path
+                    ))
+                })?;
+                let force = if verb == "revoke-force" {
+                    Force::Yes
+                } else {
+                    Force::No
+                };
+                self.revoke_prefix(state, prefix, force, None).await?;
+                Ok(empty(self.cluster.applied_index()))
             }
+            "tidy" if url_id.is_none() => Ok(empty(0)),
+            _ => Err(CoreError::NotFound(format!(
+                "no handler for route \"{}\". route entry not found.",
+                req.path
+            ))),
         }
     }
+}
 
-    async fn expire_now(&self, state: &Arc<Unsealed>, lease_id: &str) -> Result<(), CoreError> {
-        let key = format!("{LEASE_PREFIX}{lease_id}");
-        let idx: Option<LeaseIndex> = state.store.get_json(&key)?;
-        match idx {
-            Some(idx) => match state.tokens.lookup_hash(&idx.token_hash)? {
-                Some(token) => state.tokens.revoke_tree(&token).await,
-                None => state.store.delete(&key).await.map(|_| ()),
-            },
-            None => Ok(()),
-        }
+/// `sys/leases/lookup` of a secret lease: Vault's fields, plus the revocation state when
+/// a revocation failed.
+fn lookup_json(id: &str, idx: &LeaseIndex) -> Value {
+    let mut v = json!({
+        "id": id,
+        "issue_time": rfc3339(idx.issue_time),
+        "expire_time": rfc3339(idx.expire_time),
+        "last_renewal": rfc3339(idx.last_renewal),
+        "renewable": idx.renewable,
+        "ttl": (idx.expire_time - crate::now_unix()).max(0),
+    });
+    if idx.revoke_attempts > 0 {
+        v["revoke_attempts"] = json!(idx.revoke_attempts);
+        v["revoke_error"] = json!(idx.revoke_error);
+        v["irrevocable"] = json!(idx.irrevocable);
     }
+    v
 }
 
 fn rfc3339(unix: i64) -> Value {
@@ -338,6 +951,20 @@ mod tests {
     }
 
     #[test]
+    fn scheduling_again_replaces_the_deadline() {
+        let e = Expiration::default();
+        e.schedule("a", 10);
+        e.schedule("a", 50);
+        assert_eq!(e.pending(), 1);
+        assert_eq!(e.due(20), Vec::<String>::new());
+        e.schedule("a", 5);
+        assert_eq!(e.next_deadline(), Some(5));
+        e.unschedule("a");
+        assert_eq!(e.pending(), 0);
+        assert_eq!(e.due(100), Vec::<String>::new());
+    }
+
+    #[test]
     fn token_lease_ids_look_like_vaults() {
         assert_eq!(
             token_lease_id("auth/token/create", "ab12"),
@@ -347,5 +974,88 @@ mod tests {
             token_lease_id("auth/userpass/login/bob/", "ff"),
             "auth/userpass/login/bob/hff"
         );
+    }
+
+    #[test]
+    fn secret_lease_ids_look_like_vaults() {
+        let id = secret_lease_id("dyn/creds/app");
+        let (path, rand) = id.rsplit_once('/').unwrap();
+        assert_eq!(path, "dyn/creds/app");
+        assert_eq!(rand.len(), 24);
+        assert!(rand.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(id, secret_lease_id("dyn/creds/app"));
+        assert!(secret_lease_id("dyn/creds/app/").starts_with("dyn/creds/app/"));
+        // The token index key is one path segment per lease, whatever the id holds.
+        let key = token_index_key("abc", &id);
+        assert!(key.starts_with("sys/expire/token/abc/"));
+        assert_eq!(key.matches('/').count(), 4);
+    }
+
+    fn limits(default: u64, max: u64) -> MountTtl {
+        MountTtl {
+            default_lease_ttl: Duration::from_secs(default),
+            max_lease_ttl: Duration::from_secs(max),
+        }
+    }
+
+    #[test]
+    fn ttl_is_clamped_like_vault() {
+        let m = limits(600, 3600);
+        // Issue: the backend's ttl, else the mount default.
+        assert_eq!(calculate_ttl(1000, 1000, 0, 60, 0, &m).unwrap(), (60, None));
+        assert_eq!(calculate_ttl(1000, 1000, 0, 0, 0, &m).unwrap(), (600, None));
+        // Above the mount max: capped, with a warning.
+        let (ttl, warning) = calculate_ttl(1000, 1000, 0, 7200, 0, &m).unwrap();
+        assert_eq!(ttl, 3600);
+        assert!(warning.is_some());
+        // The backend's max caps below the mount's, never above.
+        assert_eq!(calculate_ttl(1000, 1000, 0, 300, 120, &m).unwrap().0, 120);
+        assert_eq!(calculate_ttl(1000, 1000, 0, 300, 9999, &m).unwrap().0, 300);
+        // Renewal: the increment wins; the max counts from the issue time.
+        assert_eq!(calculate_ttl(2000, 1000, 100, 60, 0, &m).unwrap().0, 100);
+        assert_eq!(calculate_ttl(4000, 1000, 100, 60, 0, &m).unwrap().0, 100);
+        assert_eq!(calculate_ttl(4550, 1000, 100, 60, 0, &m).unwrap().0, 50);
+        assert!(calculate_ttl(4600, 1000, 100, 60, 0, &m).is_err());
+        // A default above the max is taken as the max.
+        assert_eq!(
+            calculate_ttl(0, 0, 0, 0, 0, &limits(900, 300)).unwrap().0,
+            300
+        );
+    }
+
+    #[test]
+    fn revocation_backs_off_then_gives_up() {
+        let delays: Vec<i64> = (1..=MAX_REVOKE_ATTEMPTS).map(revoke_backoff).collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160]);
+        assert_eq!(revoke_backoff(40), REVOKE_RETRY_MAX);
+        assert!(delays.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn lease_entries_keep_old_token_leases_readable() {
+        // A token lease written before secret leases existed.
+        let old: LeaseIndex =
+            serde_json::from_str(r#"{"kind":"token","token_hash":"ab"}"#).unwrap();
+        assert_eq!(old.kind, KIND_TOKEN);
+        assert!(!old.is_secret());
+        // And a token lease is still stored in that shape.
+        let text = serde_json::to_string(&LeaseIndex {
+            kind: KIND_TOKEN.into(),
+            token_hash: "ab".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"kind":"token","token_hash":"ab"}"#);
+        let secret = LeaseIndex {
+            kind: KIND_SECRET.into(),
+            revoke_attempts: 2,
+            revoke_error: "boom".into(),
+            ..Default::default()
+        };
+        let v = lookup_json("dyn/creds/x/1", &secret);
+        assert_eq!(v["revoke_attempts"], 2);
+        assert_eq!(v["revoke_error"], "boom");
+        assert_eq!(v["irrevocable"], false);
+        assert_eq!(v["ttl"], 0);
     }
 }

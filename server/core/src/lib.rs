@@ -346,7 +346,7 @@ impl Core {
                 Arc::downgrade(&state),
                 expiration.clone(),
             );
-            leases::spawn_loader(Arc::downgrade(&state), expiration);
+            leases::spawn_loader(Arc::downgrade(&me), Arc::downgrade(&state), expiration);
             spawn_periodic(Arc::downgrade(&me), Arc::downgrade(&state));
         }
         *self

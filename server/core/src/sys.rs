@@ -231,8 +231,10 @@ impl Core {
                 }
                 if path == "renew"
                     || path == "revoke"
-                    || path.starts_with("revoke-prefix/")
+                    || path.starts_with("renew/")
                     || path.starts_with("revoke/")
+                    || path.starts_with("revoke-prefix/")
+                    || path.starts_with("revoke-force/")
                 {
                     return self.handle_leases(state, req, path).await;
                 }
@@ -634,15 +636,25 @@ impl Core {
             ));
         }
         let entry = rows.remove(pos);
-        if let Some(m) = state.router()?.by_uuid(&entry.uuid).cloned() {
+        let mounted = state.router()?.by_uuid(&entry.uuid).cloned();
+        // Vault: revoke the mount's leases through its backend first; if one fails the
+        // mount stays (nothing is deleted, no lease is dropped).
+        if let Some(m) = &mounted {
+            self.revoke_mount_leases(state, m).await?;
+        }
+        let index = state.store.put_json(table.storage_key(), &rows).await?;
+        state.reload_router(&self.catalog)?;
+        if let Some(m) = mounted {
+            // Leases issued while the first pass ran (the mount was still routable).
+            if let Err(e) = self.revoke_mount_leases(state, &m).await {
+                tracing::warn!(mount = %entry.path, error = %e, "leases issued during unmount were not all revoked; they stay for retry");
+            }
             if let Some(b) = &m.backend {
                 if let Err(e) = b.cleanup().await {
                     tracing::warn!(mount = %entry.path, error = %e, "backend cleanup failed");
                 }
             }
         }
-        let index = state.store.put_json(table.storage_key(), &rows).await?;
-        state.reload_router(&self.catalog)?;
         // Delete the data in bounded batches (one Raft entry each).
         let prefix = entry.storage_prefix(table);
         let keys = state.store.list_recursive(&prefix)?;
@@ -747,6 +759,10 @@ impl Core {
             return Err(CoreError::BadRequest(format!(
                 "cannot remount {from_path:?}"
             )));
+        }
+        // Vault revokes the old path's leases (their ids name it); refuse if one fails.
+        if let Some(m) = state.router()?.by_uuid(&row.uuid).cloned() {
+            self.revoke_mount_leases(state, &m).await?;
         }
         row.path = to_path;
         let index = state.store.put_json(table.storage_key(), &rows).await?;

@@ -6,6 +6,9 @@
 //! - `sys/token/accessor/<hmac(accessor)>`  the token's hash (for `*-accessor` calls)
 //! - `sys/token/parent/<parent hash>/<child hash>`  the parent/child tree
 //!
+//! Removing a token hands the secret leases it created (indexed by `leases`) to the
+//! expiry timer, which revokes them through their backends.
+//!
 //! Lookups go through an in-memory cache keyed by the salted hash, so a token seen
 //! before is checked without a storage read or a decrypt; the cache is invalidated by
 //! the apply listener when the entry changes on any node.
@@ -278,8 +281,9 @@ impl TokenStore {
             ops.push(crate::store::json_put(
                 &format!("{}{lease_id}", crate::leases::LEASE_PREFIX),
                 &crate::leases::LeaseIndex {
-                    kind: "token".into(),
+                    kind: crate::leases::KIND_TOKEN.into(),
                     token_hash: entry.id_hash.clone(),
+                    ..Default::default()
                 },
             )?);
         }
@@ -323,6 +327,23 @@ impl TokenStore {
         self.store.commit(ops).await?;
         if let Ok(mut cache) = self.cache.write() {
             cache.remove(&entry.id_hash);
+        }
+        self.expire_secret_leases(&entry.id_hash)?;
+        Ok(())
+    }
+
+    /// The secret leases a removed token created are due now: the expiry timer revokes
+    /// them through their backends (Vault's `RevokeByToken`). Durable without a write:
+    /// after a restart the loader sees the token gone and schedules them again.
+    fn expire_secret_leases(&self, token_hash: &str) -> Result<(), CoreError> {
+        let prefix = format!("{}{token_hash}/", crate::leases::TOKEN_INDEX_PREFIX);
+        let now = crate::now_unix();
+        for key in self.store.list(&prefix)? {
+            if let Some(id) = self.store.get(&format!("{prefix}{key}"))? {
+                if let Ok(id) = String::from_utf8(id) {
+                    self.expiration.schedule(&id, now);
+                }
+            }
         }
         Ok(())
     }

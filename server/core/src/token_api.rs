@@ -68,7 +68,7 @@ pub fn auth_json(token: &str, entry: &TokenEntry) -> Value {
     })
 }
 
-fn secs(req: &LogicalRequest, key: &str) -> Result<i64, CoreError> {
+pub(crate) fn secs(req: &LogicalRequest, key: &str) -> Result<i64, CoreError> {
     match req.data.get(key) {
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) if s.is_empty() => Ok(0),
@@ -623,6 +623,7 @@ impl Core {
                     caller: None,
                     mount_ttl: coffer_sdk::MountTtl::default(),
                     remote_addr: req.remote_addr.clone(),
+                    lease: None,
                 };
                 let answer = backend
                     .renew(&mut sdk_req, &Value::Object(entry.internal.clone()))

@@ -124,6 +124,7 @@ fn request(op: Operation, path: &str, data: Value) -> WireRequest {
         caller: None,
         mount_ttl: Default::default(),
         remote_addr: None,
+        lease: None,
     };
     WireRequest::from_sdk(&req)
 }
@@ -177,7 +178,7 @@ async fn requests_and_storage_travel_over_the_pipes() {
     let backend = Arc::new(TestBackend::default());
     let storage = MemStorage::new();
     let conn = connected(backend.clone(), storage.clone()).await;
-    assert_eq!(conn.peer_protocol(), "1.0");
+    assert_eq!(conn.peer_protocol(), crate::wire::protocol_version());
     assert_eq!(conn.special_paths().root, vec!["admin/*".to_string()]);
     assert_eq!(
         conn.special_paths().unauthenticated,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use coffer_sdk::{
-    BackendKind, Caller, MountTtl, Operation, RawBody, Request, Response, SdkError, SecretLease,
-    SpecialPaths, Storage, StorageOp,
+    BackendKind, Caller, LeaseInfo, MountTtl, Operation, RawBody, Request, Response, SdkError,
+    SecretLease, SpecialPaths, Storage, StorageOp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,9 +21,9 @@ use serde_json::{Map, Value};
 /// The major version this build speaks; a peer with another major is refused.
 pub const PROTOCOL_MAJOR: u32 = 1;
 /// The minor version this build speaks (additions only).
-pub const PROTOCOL_MINOR: u32 = 0;
+pub const PROTOCOL_MINOR: u32 = 1;
 
-/// This build's protocol version as sent in `hello` (`"1.0"`).
+/// This build's protocol version as sent in `hello` (`"1.1"`).
 pub fn protocol_version() -> String {
     format!("{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}")
 }
@@ -357,6 +357,50 @@ pub struct WireRequest {
     /// Client address.
     #[serde(default)]
     pub remote_addr: Option<String>,
+    /// The lease of a `renew` or `revoke` call (protocol 1.1; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<WireLease>,
+}
+
+/// A lease as a `renew`/`revoke` call describes it (protocol 1.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireLease {
+    /// The lease id.
+    pub lease_id: String,
+    /// Unix seconds of issue.
+    #[serde(default)]
+    pub issue_time: i64,
+    /// Unix seconds of the current expiry.
+    #[serde(default)]
+    pub expire_time: i64,
+    /// TTL granted at issue or last renewal (seconds).
+    #[serde(default)]
+    pub ttl: u64,
+    /// Increment asked for on renew (seconds; 0 = none).
+    #[serde(default)]
+    pub increment: u64,
+}
+
+impl WireLease {
+    fn from_sdk(l: &LeaseInfo) -> WireLease {
+        WireLease {
+            lease_id: l.lease_id.clone(),
+            issue_time: l.issue_time,
+            expire_time: l.expire_time,
+            ttl: l.ttl.as_secs(),
+            increment: l.increment.as_secs(),
+        }
+    }
+
+    fn into_sdk(self) -> LeaseInfo {
+        LeaseInfo {
+            lease_id: self.lease_id,
+            issue_time: self.issue_time,
+            expire_time: self.expire_time,
+            ttl: Duration::from_secs(self.ttl),
+            increment: Duration::from_secs(self.increment),
+        }
+    }
 }
 
 impl WireRequest {
@@ -382,6 +426,7 @@ impl WireRequest {
                 max_lease_ttl: req.mount_ttl.max_lease_ttl.as_secs(),
             },
             remote_addr: req.remote_addr.clone(),
+            lease: req.lease.as_ref().map(WireLease::from_sdk),
         }
     }
 
@@ -408,6 +453,7 @@ impl WireRequest {
                 max_lease_ttl: Duration::from_secs(self.mount_ttl.max_lease_ttl),
             },
             remote_addr: self.remote_addr,
+            lease: self.lease.map(WireLease::into_sdk),
         }
     }
 }
@@ -418,12 +464,19 @@ pub struct WireSecret {
     /// Lease TTL in seconds (0 = mount default).
     #[serde(default)]
     pub ttl: u64,
+    /// Max lease lifetime from issue in seconds (0 = mount max; protocol 1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ttl: u64,
     /// Renewable.
     #[serde(default)]
     pub renewable: bool,
     /// Data given back on renew/revoke.
     #[serde(default)]
     pub internal: Map<String, Value>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A raw HTTP body on the wire (`body` in base64).
@@ -481,6 +534,7 @@ impl WireResponse {
             data: resp.data,
             secret: resp.secret.map(|s| WireSecret {
                 ttl: s.ttl.as_secs(),
+                max_ttl: s.max_ttl.as_secs(),
                 renewable: s.renewable,
                 internal: s.internal,
             }),
@@ -510,6 +564,7 @@ impl WireResponse {
             data: self.data,
             secret: self.secret.map(|s| SecretLease {
                 ttl: Duration::from_secs(s.ttl),
+                max_ttl: Duration::from_secs(s.max_ttl),
                 renewable: s.renewable,
                 internal: s.internal,
             }),
@@ -723,6 +778,13 @@ mod tests {
                 max_lease_ttl: Duration::from_secs(120),
             },
             remote_addr: Some("127.0.0.1".into()),
+            lease: Some(LeaseInfo {
+                lease_id: "echo/a/b/xyz".into(),
+                issue_time: 100,
+                expire_time: 160,
+                ttl: Duration::from_secs(60),
+                increment: Duration::from_secs(30),
+            }),
         };
         let wire = WireRequest::from_sdk(&req);
         let text = serde_json::to_string(&HostMessage::Request {
@@ -744,12 +806,18 @@ mod tests {
         assert_eq!(again.path, "a/b");
         assert_eq!(again.operation, Operation::Patch);
         assert_eq!(again.mount_ttl.max_lease_ttl, Duration::from_secs(120));
+        assert_eq!(again.lease, req.lease);
         assert_eq!(again.caller.unwrap().policies, vec!["default".to_string()]);
+        // A 1.0 peer sends no lease: the field is optional.
+        let old = r#"{"id":"r","operation":"read","path":"p","mount_point":"m/"}"#;
+        let old: WireRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(old.lease, None);
 
         let resp = Response {
             data: Some(Map::new()),
             secret: Some(SecretLease {
                 ttl: Duration::from_secs(30),
+                max_ttl: Duration::from_secs(90),
                 renewable: true,
                 internal: Map::new(),
             }),
@@ -765,7 +833,9 @@ mod tests {
         let back = WireResponse::from_sdk(resp).unwrap().into_sdk().unwrap();
         assert_eq!(back.status, Some(404));
         assert_eq!(back.raw.unwrap().body, vec![0, 1, 2, 255]);
-        assert_eq!(back.secret.unwrap().ttl, Duration::from_secs(30));
+        let secret = back.secret.unwrap();
+        assert_eq!(secret.ttl, Duration::from_secs(30));
+        assert_eq!(secret.max_ttl, Duration::from_secs(90));
     }
 
     #[test]

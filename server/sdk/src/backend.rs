@@ -85,7 +85,10 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Renew a lease this backend issued; the default refuses.
+    /// Renew a lease this backend issued; the default refuses. `req.lease` describes the
+    /// lease (issue time, current TTL, the increment asked for), `internal` is the data
+    /// the backend attached to it. Answer with a `secret` to extend it (its `ttl` and
+    /// `max_ttl` are clamped by the core as at issue), or an error to refuse.
     async fn renew(
         &self,
         _req: &mut Request,
@@ -95,6 +98,8 @@ pub trait Backend: Send + Sync {
     }
 
     /// Revoke a lease this backend issued; the default does nothing (static secrets).
+    /// An error keeps the lease: the core retries with backoff and finally marks it
+    /// irrevocable (only `revoke-force` drops it then).
     async fn revoke(
         &self,
         _req: &mut Request,

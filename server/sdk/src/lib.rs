@@ -20,6 +20,6 @@ pub mod tokenutil;
 
 pub use backend::{Backend, BackendConfig, BackendKind, Factory, SpecialPaths};
 pub use error::SdkError;
-pub use request::{Caller, MountTtl, Operation, Request};
+pub use request::{Caller, LeaseInfo, MountTtl, Operation, Request};
 pub use response::{LoginAuth, RawBody, Response, SecretLease};
 pub use storage::{Storage, StorageExt, StorageOp};

@@ -100,6 +100,24 @@ pub struct Request {
     pub mount_ttl: MountTtl,
     /// Remote address of the client, if known (for CIDR bindings).
     pub remote_addr: Option<String>,
+    /// The lease a `renew` or `revoke` call is about; `None` on ordinary requests.
+    pub lease: Option<LeaseInfo>,
+}
+
+/// What a backend's `renew` and `revoke` learn about the lease (Vault's `req.Secret`
+/// lease options). The backend's own data for the lease is the `internal` argument.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease id (`<mount><path>/<random>`).
+    pub lease_id: String,
+    /// Unix seconds when the lease was issued (max TTLs count from here).
+    pub issue_time: i64,
+    /// Unix seconds when the lease expires now (before this renewal).
+    pub expire_time: i64,
+    /// The TTL granted at issue or at the last renewal.
+    pub ttl: Duration,
+    /// On renew: the increment the client asked for (zero = none asked).
+    pub increment: Duration,
 }
 
 impl Request {

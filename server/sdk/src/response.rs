@@ -6,11 +6,18 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-/// A lease-bearing secret: the core registers a lease for it and fills `lease_id`.
+/// A lease-bearing secret: the core registers a lease for it and fills `lease_id`
+/// (except on `kv` mounts, whose `ttl` is only advisory, as in Vault).
+///
+/// In a `renew` answer it carries the backend's decision: `ttl` is used when the client
+/// asked for no increment, `max_ttl` caps the lease (counted from its issue time), and
+/// `internal`, when not empty, replaces the stored internal data.
 #[derive(Clone, Debug, Default)]
 pub struct SecretLease {
     /// Lease TTL (zero = the mount's default).
     pub ttl: Duration,
+    /// Max lease lifetime from issue (zero = the mount's max).
+    pub max_ttl: Duration,
     /// Whether the lease may be renewed.
     pub renewable: bool,
     /// Data the backend gets back on renew/revoke (not shown to the client).

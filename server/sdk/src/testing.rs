@@ -119,5 +119,6 @@ pub fn request(
         caller: Some(Caller::default()),
         mount_ttl: MountTtl::default(),
         remote_addr: Some("127.0.0.1".into()),
+        lease: None,
     }
 }
