@@ -168,6 +168,9 @@ async fn kv1_crud_upgrade_to_v2_and_disable() -> anyhow::Result<()> {
         raw["lease_duration"], 3600,
         "ttl key sets lease_duration: {raw}"
     );
+    // Advisory only, as in Vault: no lease is registered for a KV read.
+    assert_eq!(raw["lease_id"], "", "{raw}");
+    assert_eq!(raw["renewable"], false, "{raw}");
     let listed = vaultrs::kv1::list(&client, "kv1", "team").await?;
     assert_eq!(listed.data.keys, vec!["creds".to_string()]);
 

@@ -15,5 +15,6 @@ mod kv;
 mod leases;
 mod pipeline;
 mod seal;
+mod secret_leases;
 mod transit;
 mod wrapping;
