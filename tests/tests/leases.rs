@@ -1,6 +1,6 @@
 //! Leases: tokens with a TTL have leases that `sys/leases/*` can look up, renew and
 //! revoke; expiry revokes on time (timers); leases survive a restart and are reloaded
-//! after unseal.
+//! after unseal, and after a fail-over on the new active node.
 
 use std::time::Duration;
 
@@ -176,4 +176,47 @@ async fn leases_survive_restart_and_expire_after_unseal() -> anyhow::Result<()> 
         .collect();
     assert_eq!(ids.len(), 1, "only the long-lived lease remains: {ids:?}");
     Ok(())
+}
+
+/// A fail-over: the new active node loads the lease index when it becomes active, so a
+/// lease the old active node created after the standbys unsealed still expires on time
+/// (its index entry is removed by the new active node's timer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_active_node_expires_the_leases_of_the_old_one() -> anyhow::Result<()> {
+    use crate::cluster_harness::Cluster;
+    let mut c = Cluster::start(3).await?;
+    let leader = c.leader().await?;
+    let (status, body) = c
+        .json(
+            leader,
+            "POST",
+            "auth/token/create",
+            None,
+            Some(json!({"ttl": "5s", "policies": ["default"]})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    c.kill(leader);
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let new_leader = c.wait_leader(&others, Duration::from_secs(20)).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (status, body) = c
+            .json(
+                new_leader,
+                "LIST",
+                "sys/leases/lookup/auth/token/create",
+                None,
+                None,
+            )
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never expired by the new active node: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
