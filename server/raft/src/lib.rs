@@ -22,6 +22,7 @@ mod batcher;
 pub mod log_store;
 pub mod membership;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -92,7 +93,31 @@ impl Default for RaftOptions {
     }
 }
 
-/// Timing and log-compaction settings of every node.
+/// Log compaction: a snapshot is due once at least [`SNAPSHOT_MIN_ENTRIES`] entries were
+/// applied since the last one and the log grew by half the last snapshot's size, clamped
+/// to [`SNAPSHOT_MIN_LOG_BYTES`]..=[`SNAPSHOT_MAX_LOG_BYTES`] (or by
+/// [`SNAPSHOT_MAX_ENTRIES`] entries, whatever their size). So a small state is
+/// snapshotted often and cheaply, a large one less often, and the log (which the log
+/// store keeps in memory) stays bounded.
+pub const SNAPSHOT_MIN_ENTRIES: u64 = 1_000;
+/// See [`SNAPSHOT_MIN_ENTRIES`].
+pub const SNAPSHOT_MAX_ENTRIES: u64 = 50_000;
+/// See [`SNAPSHOT_MIN_ENTRIES`].
+pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 16 * 1024 * 1024;
+/// See [`SNAPSHOT_MIN_ENTRIES`].
+pub const SNAPSHOT_MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// How often the snapshot policy looks at the log.
+const SNAPSHOT_POLICY_TICK: Duration = Duration::from_millis(250);
+
+/// Whether a snapshot is due: `entries` applied and `log_bytes` appended since the last
+/// one, whose stream was `snapshot_bytes` long.
+pub fn snapshot_due(entries: u64, log_bytes: u64, snapshot_bytes: u64) -> bool {
+    let threshold = (snapshot_bytes / 2).clamp(SNAPSHOT_MIN_LOG_BYTES, SNAPSHOT_MAX_LOG_BYTES);
+    entries >= SNAPSHOT_MIN_ENTRIES && (log_bytes >= threshold || entries >= SNAPSHOT_MAX_ENTRIES)
+}
+
+/// Timing and log-compaction settings of every node (snapshots are triggered by the
+/// node's own policy, see [`snapshot_due`]).
 pub fn raft_config() -> Config {
     Config {
         cluster_name: "coffer".into(),
@@ -101,8 +126,8 @@ pub fn raft_config() -> Config {
         election_timeout_max: 1200,
         // Snapshots are sent in chunks; each chunk may take a while on a slow link.
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 500,
         ..Config::default()
     }
 }
@@ -177,6 +202,7 @@ impl RaftNode {
             stepping_down: AtomicBool::new(false),
         });
         tokio::spawn(membership::autopilot(Arc::downgrade(&node)));
+        tokio::spawn(snapshot_policy(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -297,6 +323,41 @@ impl RaftNode {
             return Err(unavailable("raft node is shut down"));
         }
         Ok(())
+    }
+}
+
+/// Trigger a snapshot whenever [`snapshot_due`] says so, until the node is dropped or
+/// shut down.
+async fn snapshot_policy(node: std::sync::Weak<RaftNode>) {
+    let mut tick = tokio::time::interval(SNAPSHOT_POLICY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Where the log stood when a snapshot was last asked for.
+    let mut asked_at_index = 0u64;
+    let mut asked_at_bytes = 0u64;
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if node.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let applied = node.sm.applied_index();
+        let (snap_index, snap_bytes) = node.sm.snapshot_info().unwrap_or((0, 0));
+        let entries = applied.saturating_sub(snap_index.max(asked_at_index));
+        let bytes = node.log.appended_bytes().saturating_sub(asked_at_bytes);
+        if !snapshot_due(entries, bytes, snap_bytes) {
+            continue;
+        }
+        if node.raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        tracing::debug!(
+            applied,
+            entries,
+            bytes,
+            "snapshot policy: asked for a snapshot"
+        );
+        asked_at_index = applied;
+        asked_at_bytes = node.log.appended_bytes();
     }
 }
 

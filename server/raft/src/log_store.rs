@@ -180,6 +180,8 @@ struct Shared {
     vote: RwLock<Option<Vote<u64>>>,
     committed_id: RwLock<Option<LogId>>,
     committed: Arc<AtomicU64>,
+    /// Encoded bytes appended since the store was opened (drives the snapshot policy).
+    appended_bytes: AtomicU64,
 }
 
 /// The Raft log store (cheap to clone: clones share the same log).
@@ -244,6 +246,7 @@ impl LogStore {
                 vote: RwLock::new(vote),
                 committed_id: RwLock::new(committed_id),
                 committed: Arc::new(AtomicU64::new(NO_INDEX)),
+                appended_bytes: AtomicU64::new(0),
             }),
         })
     }
@@ -252,6 +255,11 @@ impl LogStore {
     /// the node can report it without asking the Raft core.
     pub(crate) fn committed_cell(&self) -> Arc<AtomicU64> {
         self.shared.committed.clone()
+    }
+
+    /// Encoded bytes appended since the store was opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.shared.appended_bytes.load(Ordering::Relaxed)
     }
 
     /// Finish every queued WAL write, then stop the writer thread and close the files.
@@ -380,8 +388,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
             .collect();
         let mut records = Vec::with_capacity(entries.len());
+        let mut bytes = 0u64;
         for e in &entries {
             let data = encode(ErrorSubject::Log(*e.get_log_id()), e)?;
+            bytes += data.len() as u64;
             records.push(WalRecord {
                 index: e.log_id.index,
                 data,
@@ -395,6 +405,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 map.insert(e.log_id.index, e);
             }
         }
+        self.shared
+            .appended_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
         self.send(WalCmd::Append { records, callback })
             .map_err(wal_write_error)
     }

@@ -638,3 +638,209 @@ async fn restore_through_the_log_and_the_format_hold_back() {
         .expect("format-1 writes go on");
     old.shutdown().await.expect("shutdown");
 }
+
+/// Reads a snapshot stream's pairs into a map.
+fn snapshot_pairs(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    crate::snapshot::SnapshotReader::open(bytes)
+        .expect("header")
+        .collect::<Result<BTreeMap<_, _>, _>>()
+        .expect("pairs")
+}
+
+async fn read_all(mut data: Box<crate::snapshot::SnapshotData>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    data.seek(std::io::SeekFrom::Start(0)).await.expect("seek");
+    let mut out = Vec::new();
+    data.read_to_end(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_built_while_applies_run_is_the_state_at_its_index() {
+    // Applies keep running while the snapshot is read in chunks: it must still be exactly
+    // the store at the log id it names (puts ahead of and behind the builder's cursor,
+    // new keys, deletes, keys deleted and written again).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
+    let mut history: Vec<Vec<Op>> = Vec::new();
+    let initial: Vec<Op> = (0..20_000u32)
+        .map(|i| put(&format!("k/{i:05}"), &i.to_le_bytes()))
+        .collect();
+    sm.apply(vec![entry(1, batch(&initial))])
+        .await
+        .expect("apply");
+    history.push(initial);
+
+    let mut builder = sm.clone();
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut index: u64 = 1;
+    while !build.is_finished() && index < 20_000 {
+        index += 1;
+        let ops: Vec<Op> = (0..8)
+            .map(|_| {
+                let r = next();
+                let key = format!("k/{:05}", r % 25_000);
+                if r % 5 == 0 {
+                    Op::Delete { key }
+                } else {
+                    put(&key, &index.to_le_bytes())
+                }
+            })
+            .collect();
+        sm.apply(vec![entry(index, batch(&ops))])
+            .await
+            .expect("apply");
+        history.push(ops);
+    }
+    let snap = build.await.expect("join").expect("build");
+    assert!(index > 2, "no apply ran during the build");
+    let at = snap.meta.last_log_id.expect("log id").index as usize;
+
+    let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for ops in &history[..at] {
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    expected.insert(key.clone(), value.clone());
+                }
+                Op::Delete { key } => {
+                    expected.remove(key);
+                }
+            }
+        }
+    }
+    let got = snapshot_pairs(&read_all(snap.snapshot).await);
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the snapshot differs from the state at {at}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_file_of_the_earlier_format_is_converted_on_open() {
+    #[derive(serde::Serialize)]
+    struct OldFile {
+        meta: openraft::SnapshotMeta<u64, crate::Node>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap_dir = dir.path().join("snapshot");
+    std::fs::create_dir_all(&snap_dir).expect("mkdir");
+    let mut donor = StateMachine::open(Arc::new(MemKv::new()), None).expect("donor");
+    donor
+        .apply(vec![entry(7, batch(&[put("a", b"1"), put("b/c", b"2")]))])
+        .await
+        .expect("apply");
+    let (last, payload) = donor.export_payload().expect("export");
+    let body = rmp_serde::to_vec_named(&OldFile {
+        meta: openraft::SnapshotMeta {
+            last_log_id: last,
+            last_membership: Default::default(),
+            snapshot_id: "old".into(),
+        },
+        data: payload,
+    })
+    .expect("encode");
+    let mut file = b"CFSNAP01".to_vec();
+    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    file.extend_from_slice(&body);
+    std::fs::write(snap_dir.join("current.snap"), file).expect("write");
+
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv.clone(), Some(snap_dir.clone())).expect("open");
+    assert_eq!(sm.applied_index(), 7);
+    assert_eq!(kv.get("b/c").expect("get"), Some(b"2".to_vec()));
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("a snapshot");
+    assert_eq!(current.meta.snapshot_id, "old");
+    let bytes = read_all(current.snapshot).await;
+    assert!(bytes.starts_with(crate::snapshot::MAGIC));
+    assert_eq!(snapshot_pairs(&bytes).len(), 2);
+}
+
+#[tokio::test]
+async fn a_damaged_received_snapshot_is_refused_and_the_store_kept() {
+    let mut leader = StateMachine::open(Arc::new(MemKv::new()), None).expect("open");
+    leader
+        .apply(vec![entry(1, batch(&[put("s/a", b"1")]))])
+        .await
+        .expect("apply");
+    let snap = leader.build_snapshot().await.expect("build");
+    let mut bytes = read_all(snap.snapshot).await;
+    let n = bytes.len();
+    bytes[n - 6] ^= 1;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut follower = StateMachine::open(kv.clone(), Some(dir.path().join("snap"))).expect("open");
+    follower
+        .apply(vec![entry(1, batch(&[put("old", b"x")]))])
+        .await
+        .expect("apply");
+    let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
+    {
+        use tokio::io::AsyncWriteExt;
+        incoming.write_all(&bytes).await.expect("write");
+        incoming.shutdown().await.expect("shutdown");
+    }
+    assert!(follower
+        .install_snapshot(&snap.meta, incoming)
+        .await
+        .is_err());
+    assert_eq!(kv.get("old").expect("get"), Some(b"x".to_vec()));
+    assert!(!dir.path().join("snap/current.snap").exists());
+}
+
+#[test]
+fn snapshots_come_less_often_as_the_state_grows() {
+    use crate::{snapshot_due, SNAPSHOT_MAX_LOG_BYTES, SNAPSHOT_MIN_LOG_BYTES};
+    const MIB: u64 = 1024 * 1024;
+    // Few entries: never, however many bytes.
+    assert!(!snapshot_due(999, 10 * SNAPSHOT_MAX_LOG_BYTES, 0));
+    // A small state: the minimum log size.
+    assert!(!snapshot_due(5_000, SNAPSHOT_MIN_LOG_BYTES - 1, MIB));
+    assert!(snapshot_due(5_000, SNAPSHOT_MIN_LOG_BYTES, MIB));
+    // A 100 MiB state: half of it.
+    assert!(!snapshot_due(5_000, 49 * MIB, 100 * MIB));
+    assert!(snapshot_due(5_000, 50 * MIB, 100 * MIB));
+    // A huge state: capped, so the in-memory log stays bounded.
+    assert!(snapshot_due(5_000, SNAPSHOT_MAX_LOG_BYTES, 10_000 * MIB));
+    // Many tiny entries.
+    assert!(snapshot_due(50_000, 1, 10_000 * MIB));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_snapshots_and_purges_a_growing_log_by_itself() {
+    let node = start(None).await;
+    let value = vec![7u8; 17 * 1024];
+    for i in 0..1_100u32 {
+        node.commit(vec![put(&format!("big/{i}"), &value)])
+            .await
+            .expect("commit");
+    }
+    node.raft()
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some() && m.purged.is_some(),
+            "a snapshot and a purge",
+        )
+        .await
+        .expect("the policy snapshots");
+    node.shutdown().await.expect("shutdown");
+}

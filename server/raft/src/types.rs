@@ -15,7 +15,6 @@
 //! older build: it refuses such entries and stops applying.
 
 use std::fmt;
-use std::io::Cursor;
 
 use coffer_storage::Op;
 use serde::{Deserialize, Serialize};
@@ -193,7 +192,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

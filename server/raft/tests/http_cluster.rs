@@ -92,6 +92,14 @@ async fn three_nodes_over_http() {
             .expect("commit");
     }
 
+    // Enough data for the snapshot to travel in several chunks.
+    for i in 0..8u8 {
+        last = n1
+            .commit(vec![put(&format!("blob/{i}"), &vec![i; 1024 * 1024])])
+            .await
+            .expect("commit");
+    }
+
     // Snapshot and purge the log, so the third member can only catch up by snapshot.
     n1.raft().trigger().snapshot().await.expect("snapshot");
     n1.raft()
@@ -130,6 +138,10 @@ async fn three_nodes_over_http() {
             Some(7u32.to_be_bytes().to_vec())
         );
         assert_eq!(m.node.get("data/final").expect("get"), Some(b"f".to_vec()));
+        assert_eq!(
+            m.node.get("blob/5").expect("get"),
+            Some(vec![5u8; 1024 * 1024])
+        );
         assert_eq!(m.node.list("data/").expect("list").len(), 31);
         assert!(!m.node.is_leader());
         assert_eq!(m.node.leader().map(|(id, _)| id), Some(1));

@@ -89,9 +89,29 @@ pub trait KvStore: Send + Sync + 'static {
     /// A copy of everything.
     fn export(&self) -> Result<KvExport, StorageError>;
 
-    /// Replace everything with `with`. Not atomic on disk: [`REPLACE_MARKER`] is set
-    /// until it is done (see [`KvStore::replace_interrupted`]).
-    fn replace_all(&self, with: KvExport) -> Result<(), StorageError>;
+    /// Up to `limit` data pairs with a key above `after` (from the first key when
+    /// `None`), in key order. Snapshots read the store in such chunks.
+    fn scan_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// Replace everything with the data pairs `pairs` yields and the metadata `meta`,
+    /// reading `pairs` as it goes (a snapshot streamed from a file is never held in
+    /// memory). Not atomic on disk: [`REPLACE_MARKER`] is set until it is done (see
+    /// [`KvStore::replace_interrupted`]). An error from `pairs` stops the replacement
+    /// with the marker still set.
+    fn replace_stream(
+        &self,
+        pairs: &mut dyn Iterator<Item = Result<(String, Vec<u8>), StorageError>>,
+        meta: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StorageError>;
+
+    /// Replace everything with `with` (see [`KvStore::replace_stream`]).
+    fn replace_all(&self, with: KvExport) -> Result<(), StorageError> {
+        self.replace_stream(&mut with.data.into_iter().map(Ok), with.meta)
+    }
 
     /// Whether an earlier [`KvStore::replace_all`] did not finish.
     fn replace_interrupted(&self) -> Result<bool, StorageError> {
@@ -252,11 +272,40 @@ impl KvStore for SledKv {
         Ok(out)
     }
 
-    fn replace_all(&self, with: KvExport) -> Result<(), StorageError> {
+    fn scan_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(data_key(k)),
+            None => Bound::Included(vec![DATA_PREFIX]),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in self
+            .db
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![DATA_PREFIX + 1])))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(sled_err)?;
+            out.push((decode_key(&k)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn replace_stream(
+        &self,
+        pairs: &mut dyn Iterator<Item = Result<(String, Vec<u8>), StorageError>>,
+        meta: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
         self.clear_and_mark()?;
         let mut batch = sled::Batch::default();
         let mut n = 0;
-        for (k, v) in with.data {
+        for pair in pairs {
+            let (k, v) = pair?;
             batch.insert(data_key(&k), v);
             n += 1;
             if n == LOAD_BATCH {
@@ -267,7 +316,7 @@ impl KvStore for SledKv {
             }
         }
         // The metadata and the marker's removal land together, last.
-        for (k, v) in with.meta {
+        for (k, v) in meta {
             if k != REPLACE_MARKER {
                 batch.insert(meta_key(&k), v);
             }
@@ -374,11 +423,35 @@ impl KvStore for MemKv {
         })
     }
 
-    fn replace_all(&self, with: KvExport) -> Result<(), StorageError> {
+    fn scan_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(k.to_string()),
+            None => Bound::Unbounded,
+        };
+        Ok(self
+            .read()
+            .data
+            .range::<String, _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn replace_stream(
+        &self,
+        pairs: &mut dyn Iterator<Item = Result<(String, Vec<u8>), StorageError>>,
+        meta: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
+        // Read everything first: in memory the replacement is atomic.
+        let data = pairs.collect::<Result<BTreeMap<_, _>, _>>()?;
         let mut g = self.write();
-        g.data = with.data.into_iter().collect();
-        g.meta = with
-            .meta
+        g.data = data;
+        g.meta = meta
             .into_iter()
             .filter(|(k, _)| k != REPLACE_MARKER)
             .collect();
@@ -453,6 +526,17 @@ mod tests {
 
         let export = kv.export().expect("export");
         assert_eq!(export.data.len(), 5);
+        // Chunked scans cover the data (not the metadata) exactly once, in order.
+        let mut scanned = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let chunk = kv.scan_after(after.as_deref(), 2).expect("scan");
+            assert!(chunk.len() <= 2);
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.0.clone());
+            scanned.extend(chunk);
+        }
+        assert_eq!(scanned, export.data);
         assert_eq!(
             export.meta,
             vec![
