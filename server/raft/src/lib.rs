@@ -97,15 +97,15 @@ impl Default for RaftOptions {
 /// applied since the last one and the log grew by half the last snapshot's size, clamped
 /// to [`SNAPSHOT_MIN_LOG_BYTES`]..=[`SNAPSHOT_MAX_LOG_BYTES`] (or by
 /// [`SNAPSHOT_MAX_ENTRIES`] entries, whatever their size). So a small state is
-/// snapshotted often and cheaply, a large one less often, and the log (which the log
-/// store keeps in memory) stays bounded.
+/// snapshotted often and cheaply, a large one less often, and the log on disk (read
+/// whole on start) stays bounded.
 pub const SNAPSHOT_MIN_ENTRIES: u64 = 1_000;
 /// See [`SNAPSHOT_MIN_ENTRIES`].
 pub const SNAPSHOT_MAX_ENTRIES: u64 = 50_000;
 /// See [`SNAPSHOT_MIN_ENTRIES`].
 pub const SNAPSHOT_MIN_LOG_BYTES: u64 = 16 * 1024 * 1024;
 /// See [`SNAPSHOT_MIN_ENTRIES`].
-pub const SNAPSHOT_MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+pub const SNAPSHOT_MAX_LOG_BYTES: u64 = 128 * 1024 * 1024;
 /// How often the snapshot policy looks at the log.
 const SNAPSHOT_POLICY_TICK: Duration = Duration::from_millis(250);
 

@@ -1,8 +1,11 @@
 //! The Raft log store: openraft's `RaftLogStorage` over a [`coffer_storage::wal::Wal`].
 //!
-//! Entries are encoded with rmp-serde, one WAL record each. Every non-purged entry is also
-//! kept decoded in memory, so reads (replication, re-apply) never touch the disk; the
-//! snapshot policy keeps that set small.
+//! Entries are encoded with rmp-serde, one WAL record each. The most recent entries are
+//! also kept decoded in memory (at least [`CACHE_MIN_ENTRIES`] below the committed index,
+//! and at most about [`CACHE_BYTES`] beyond that), so applying and replicating to
+//! followers that keep up never touch the disk; older entries (re-applied after a
+//! restart, sent to a lagging follower) are read back from the WAL through the writer
+//! thread, so they are read after every append queued before them.
 //!
 //! **Writes.** The WAL is owned by one writer thread fed through a channel, so blocking
 //! file I/O never runs on a tokio worker. `append` queues its entries and returns; the
@@ -34,6 +37,12 @@ const VOTE_KEY: &str = "raft.vote";
 
 /// Appends merged into one write + sync at most.
 const MAX_GROUP: usize = 4096;
+
+/// Decoded entries kept in memory beyond the last [`CACHE_MIN_ENTRIES`] (bytes of entry
+/// bodies, roughly).
+pub const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// Entries below the committed index that always stay in memory.
+pub const CACHE_MIN_ENTRIES: u64 = 256;
 
 /// Sentinel in the committed-index cell for "nothing known committed".
 pub(crate) const NO_INDEX: u64 = u64::MAX;
@@ -95,6 +104,11 @@ enum WalCmd {
     },
     SaveHint {
         value: Vec<u8>,
+    },
+    Read {
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Result<Vec<WalRecord>, WalError>>,
     },
     Stop {
         reply: Reply,
@@ -162,6 +176,9 @@ fn writer_loop(mut wal: Box<dyn Wal>, rx: mpsc::Receiver<WalCmd>) {
                     tracing::warn!(error = %e, "raft log: could not save the committed hint");
                 }
             }
+            WalCmd::Read { from, to, reply } => {
+                let _ = reply.send(wal.read_range(from, to));
+            }
             WalCmd::Stop { reply } => {
                 drop(wal);
                 let _ = reply.send(Ok(()));
@@ -171,11 +188,66 @@ fn writer_loop(mut wal: Box<dyn Wal>, rx: mpsc::Receiver<WalCmd>) {
     }
 }
 
+/// The in-memory suffix of the log.
+#[derive(Default)]
+struct Cache {
+    map: BTreeMap<u64, Entry>,
+    bytes: usize,
+}
+
+fn entry_size(e: &Entry) -> usize {
+    let body = match &e.payload {
+        openraft::EntryPayload::Normal(env) => env.body.len(),
+        _ => 0,
+    };
+    body + 64
+}
+
+impl Cache {
+    fn insert(&mut self, e: Entry) {
+        self.bytes += entry_size(&e);
+        if let Some(old) = self.map.insert(e.log_id.index, e) {
+            self.bytes = self.bytes.saturating_sub(entry_size(&old));
+        }
+    }
+
+    /// Drop entries from `from` on.
+    fn truncate(&mut self, from: u64) {
+        for (_, e) in self.map.split_off(&from) {
+            self.bytes = self.bytes.saturating_sub(entry_size(&e));
+        }
+    }
+
+    /// Drop entries up to `upto`.
+    fn purge(&mut self, upto: u64) {
+        let keep = self.map.split_off(&upto.saturating_add(1));
+        for e in self.map.values() {
+            self.bytes = self.bytes.saturating_sub(entry_size(e));
+        }
+        self.map = keep;
+    }
+
+    /// Forget the oldest entries (they are in the WAL, or queued for it ahead of any
+    /// read) while over budget, keeping everything above `keep_from`.
+    fn evict(&mut self, keep_from: u64) {
+        while self.bytes > CACHE_BYTES {
+            let Some(entry) = self.map.first_entry() else {
+                break;
+            };
+            if *entry.key() >= keep_from {
+                break;
+            }
+            let e = entry.remove();
+            self.bytes = self.bytes.saturating_sub(entry_size(&e));
+        }
+    }
+}
+
 struct Shared {
     tx: mpsc::Sender<WalCmd>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Decoded entries above the purged log id.
-    entries: RwLock<BTreeMap<u64, Entry>>,
+    /// Decoded recent entries (a suffix of the log above the purged log id).
+    entries: RwLock<Cache>,
     last_purged: RwLock<Option<LogId>>,
     vote: RwLock<Option<Vote<u64>>>,
     committed_id: RwLock<Option<LogId>>,
@@ -194,7 +266,7 @@ impl LogStore {
     /// Load the log from `wal` (every surviving entry, the purged id, the vote and the
     /// committed hint) and start its writer thread.
     pub fn open(wal: Box<dyn Wal>) -> Result<LogStore, RaftStorageError> {
-        let mut entries = BTreeMap::new();
+        let mut entries = Cache::default();
         for rec in wal
             .read_all()
             .map_err(|e| decode_error(ErrorSubject::Logs, e))?
@@ -210,7 +282,7 @@ impl LogStore {
                     )),
                 ));
             }
-            entries.insert(rec.index, entry);
+            entries.insert(entry);
         }
         let last_purged = match wal.purged() {
             Some((_, id)) => Some(
@@ -231,6 +303,9 @@ impl LogStore {
             .hint()
             .and_then(|b| rmp_serde::from_slice::<Option<LogId>>(&b).ok())
             .flatten();
+        // Everything is on disk: keep only the newest entries in memory.
+        let last = entries.map.keys().next_back().copied().unwrap_or(0);
+        entries.evict(last.saturating_sub(CACHE_MIN_ENTRIES));
 
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
@@ -255,6 +330,17 @@ impl LogStore {
     /// the node can report it without asking the Raft core.
     pub(crate) fn committed_cell(&self) -> Arc<AtomicU64> {
         self.shared.committed.clone()
+    }
+
+    /// The first index kept in memory (for tests).
+    #[cfg(test)]
+    pub(crate) fn shared_entries_first(&self) -> u64 {
+        read(&self.shared.entries)
+            .map
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Encoded bytes appended since the store was opened.
@@ -285,6 +371,7 @@ impl LogStore {
 
     fn last_log_id(&self) -> Option<LogId> {
         let from_entries = read(&self.shared.entries)
+            .map
             .values()
             .next_back()
             .map(|e| e.log_id);
@@ -308,10 +395,52 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
-        Ok(read(&self.shared.entries)
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        use std::ops::Bound;
+        let (mut cached, first_cached): (Vec<Entry>, Option<u64>) = {
+            let cache = read(&self.shared.entries);
+            (
+                cache
+                    .map
+                    .range(range.clone())
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+                cache.map.keys().next().copied(),
+            )
+        };
+        let from = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        };
+        // The cache is a suffix of the log: what lies below it comes from the WAL.
+        let disk_to = first_cached.map_or(end, |f| f.min(end));
+        if from >= disk_to {
+            return Ok(cached);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(WalCmd::Read {
+            from,
+            to: disk_to,
+            reply,
+        })
+        .map_err(|e| decode_error(ErrorSubject::Logs, e))?;
+        let records = rx
+            .await
+            .map_err(|_| decode_error(ErrorSubject::Logs, writer_gone()))?
+            .map_err(|e| decode_error(ErrorSubject::Logs, e))?;
+        let mut out = Vec::with_capacity(records.len() + cached.len());
+        for rec in records {
+            let entry: Entry = rmp_serde::from_slice(&rec.data)
+                .map_err(|e| decode_error(ErrorSubject::LogIndex(rec.index), e))?;
+            out.push(entry);
+        }
+        out.append(&mut cached);
+        Ok(out)
     }
 }
 
@@ -400,16 +529,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             // Readable at once (replication may start before the local sync completes;
             // the leader counts its own copy only once the callback fired).
-            let mut map = write(&self.shared.entries);
+            let mut cache = write(&self.shared.entries);
             for e in entries {
-                map.insert(e.log_id.index, e);
+                cache.insert(e);
             }
         }
         self.shared
             .appended_bytes
             .fetch_add(bytes, Ordering::Relaxed);
         self.send(WalCmd::Append { records, callback })
-            .map_err(wal_write_error)
+            .map_err(wal_write_error)?;
+        // Queued for the WAL ahead of any read: the oldest committed entries may go.
+        let committed = match self.shared.committed.load(Ordering::Acquire) {
+            NO_INDEX => 0,
+            c => c,
+        };
+        write(&self.shared.entries).evict(committed.saturating_sub(CACHE_MIN_ENTRIES));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
@@ -418,7 +554,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.request(|reply| WalCmd::Truncate { from, reply })
             .await
             .map_err(wal_write_error)?;
-        write(&self.shared.entries).split_off(&from);
+        write(&self.shared.entries).truncate(from);
         Ok(())
     }
 
@@ -433,8 +569,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(wal_write_error)?;
         *write(&self.shared.last_purged) = Some(log_id);
-        let mut map = write(&self.shared.entries);
-        *map = map.split_off(&upto.saturating_add(1));
+        write(&self.shared.entries).purge(upto);
         Ok(())
     }
 }

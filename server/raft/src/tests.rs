@@ -844,3 +844,49 @@ async fn the_node_snapshots_and_purges_a_growing_log_by_itself() {
         .expect("the policy snapshots");
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_entries_leave_memory_and_are_read_back_from_the_wal() {
+    use openraft::storage::RaftLogReader;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(Some(dir.path())).await;
+    // 64 KiB values: far more than the in-memory suffix keeps.
+    let n = 2 * (crate::log_store::CACHE_BYTES as u64 / 65_536)
+        + 2 * crate::log_store::CACHE_MIN_ENTRIES;
+    let mut last = 0;
+    for i in 0..n {
+        last = node
+            .commit(vec![put(
+                &format!("k/{i:05}"),
+                &vec![(i % 251) as u8; 65_536],
+            )])
+            .await
+            .expect("commit");
+    }
+    let mut log = node.log.clone();
+    assert!(
+        log.shared_entries_first() > 1,
+        "old entries were expected to leave memory"
+    );
+    let entries = log.try_get_log_entries(1..=last).await.expect("read");
+    assert_eq!(entries.len() as u64, last);
+    let mut written = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.log_id.index, i as u64 + 1);
+        if let EntryPayload::Normal(env) = &e.payload {
+            if let Ok(crate::types::Command::Batch(ops)) = env.decode() {
+                for op in ops {
+                    if let Op::Put { key, value } = op {
+                        if let Some(i) = key.strip_prefix("k/") {
+                            let i: u64 = i.parse().expect("index");
+                            assert_eq!(value, vec![(i % 251) as u8; 65_536]);
+                            written.push(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(written, (0..n).collect::<Vec<_>>());
+    node.shutdown().await.expect("shutdown");
+}
