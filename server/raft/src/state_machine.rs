@@ -795,6 +795,20 @@ fn open_current(current: Option<&StoredSnapshot>) -> Result<SnapshotData, Storag
     }
 }
 
+/// Delete received snapshot files that were never installed.
+fn remove_incoming(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for ent in entries.flatten() {
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(INCOMING_PREFIX) && name.ends_with(".tmp") {
+            let _ = fs::remove_file(ent.path());
+        }
+    }
+}
+
 fn load_snapshot_file(dir: &Path) -> Result<Option<StoredSnapshot>, StorageError> {
     // Leftovers of interrupted builds, receptions and conversions.
     for ent in fs::read_dir(dir).map_err(io_storage("listing", dir))? {
@@ -998,6 +1012,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, RaftStorageError> {
         match &self.shared.snapshot_dir {
             Some(dir) => {
+                // One stream is received at a time: a new one means any earlier one was
+                // abandoned, so its file goes.
+                remove_incoming(dir);
                 let n = self.shared.incoming_seq.fetch_add(1, Ordering::Relaxed);
                 let path = dir.join(format!("{INCOMING_PREFIX}{n}.tmp"));
                 let f = tokio::fs::File::create(&path)
@@ -1034,6 +1051,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .map_err(read_err)?;
                     let mut f = tokio::fs::File::create(&path).await.map_err(write_err)?;
                     tokio::io::copy(&mut src, &mut f).await.map_err(write_err)?;
+                    tokio::io::AsyncWriteExt::flush(&mut f)
+                        .await
+                        .map_err(write_err)?;
                     drop(f);
                     SnapshotBytes::File(path)
                 }
