@@ -890,3 +890,50 @@ async fn old_entries_leave_memory_and_are_read_back_from_the_wal() {
     assert_eq!(written, (0..n).collect::<Vec<_>>());
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_during_a_snapshot_build_yields_a_consistent_snapshot() {
+    // Whether the restore lands before the build starts, during it (the build starts
+    // over) or after it, the snapshot must be exactly the state at its index.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
+    let before: Vec<Op> = (0..20_000u32)
+        .map(|i| put(&format!("old/{i:05}"), &i.to_le_bytes()))
+        .collect();
+    sm.apply(vec![entry(1, batch(&before))])
+        .await
+        .expect("apply");
+    let mut donor = StateMachine::open(Arc::new(MemKv::new()), None).expect("donor");
+    donor
+        .apply(vec![entry(
+            1,
+            batch(&[put("new/a", b"1"), put("new/b", b"2")]),
+        )])
+        .await
+        .expect("apply donor");
+    let (_, payload) = donor.export_payload().expect("export");
+
+    let mut builder = sm.clone();
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    sm.apply(vec![entry(2, Envelope::restore(payload))])
+        .await
+        .expect("restore");
+    let snap = build.await.expect("join").expect("build");
+    let got = snapshot_pairs(&read_all(snap.snapshot).await);
+    match snap.meta.last_log_id.map(|l| l.index) {
+        Some(1) => {
+            assert_eq!(got.len(), 20_000);
+            assert!(got.keys().all(|k| k.starts_with("old/")));
+        }
+        Some(2) => assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("new/a".to_string(), b"1".to_vec()),
+                ("new/b".to_string(), b"2".to_vec())
+            ]
+        ),
+        other => panic!("unexpected snapshot index {other:?}"),
+    }
+}
