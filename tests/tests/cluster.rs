@@ -174,6 +174,38 @@ async fn three_nodes_join_serve_consistent_reads_and_forward() -> Result<()> {
         "a redirected write did not happen"
     );
 
+    // A path no mount serves on a standby is the active node's to answer (a mount enabled
+    // a moment ago may not be applied here yet): forwarded, or 307 when asked not to
+    // forward; the active node then says 404 / "no matching mount".
+    for path in ["nosuchmount/x", "sys/internal/ui/mounts/nosuchmount/x"] {
+        let r = c
+            .request(
+                sb[0],
+                "GET",
+                path,
+                None,
+                &[("X-Vault-No-Request-Forwarding", "true".into())],
+            )
+            .await?;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{path}");
+    }
+    let (status, _) = c.json(sb[0], "GET", "nosuchmount/x", None, None).await?;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "forwarded, the active node's 404"
+    );
+    let (status, body) = c
+        .json(
+            sb[0],
+            "GET",
+            "sys/internal/ui/mounts/nosuchmount/x",
+            None,
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
     // An index nobody has reached: 412 after the bounded wait.
     let started = Instant::now();
     let (status, _) = get(&c, sb[0], "consistent", Some(index + 1_000_000)).await?;

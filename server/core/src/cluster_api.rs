@@ -693,6 +693,21 @@ impl Core {
 
     // ---- active node ------------------------------------------------------------
 
+    /// A path no mount here serves. On a standby the mount may exist already on the active
+    /// node and not be applied here yet (a `secrets enable` answered a moment ago), so a
+    /// standby hands the request to the active node (`Standby`: forwarded or 307) instead
+    /// of answering from a table that may be stale; the active node's answer is the
+    /// authoritative one.
+    pub(crate) fn route_miss(&self, not_found: CoreError) -> CoreError {
+        if self.cluster.is_leader() {
+            not_found
+        } else {
+            CoreError::Standby {
+                leader: self.cluster.leader_api_addr(),
+            }
+        }
+    }
+
     fn require_active(&self) -> Result<(), CoreError> {
         if self.cluster.is_leader() {
             Ok(())

@@ -139,10 +139,10 @@ impl Core {
                     Target::Mount(m, rest)
                 }
                 _ => {
-                    return Err(CoreError::NotFound(format!(
+                    return Err(self.route_miss(CoreError::NotFound(format!(
                         "no handler for route \"{}\". route entry not found.",
                         req.path
-                    )))
+                    ))))
                 }
             }
         };

@@ -439,7 +439,11 @@ impl Core {
         let (m, _) = router
             .route(path)
             .or_else(|| router.route(&format!("auth/{path}")))
-            .ok_or_else(|| CoreError::BadRequest(format!("no matching mount for path {path:?}")))?;
+            .ok_or_else(|| {
+                self.route_miss(CoreError::BadRequest(format!(
+                    "no matching mount for path {path:?}"
+                )))
+            })?;
         let mut v = mount_json(&m.entry);
         if let Value::Object(map) = &mut v {
             map.insert("path".into(), Value::String(m.entry.path.clone()));
