@@ -205,6 +205,21 @@ async fn three_nodes_join_serve_consistent_reads_and_forward() -> Result<()> {
         )
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Likewise a token the standby does not know (a login a moment ago): the active node
+    // decides, and an unknown token is still refused.
+    let unknown = "hvs.unknownunknownunknown00";
+    let r = c
+        .client
+        .get(c.url(sb[0], "kv/consistent"))
+        .header("X-Vault-Token", unknown)
+        .header("X-Vault-No-Request-Forwarding", "true")
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let (status, body) = c
+        .json(sb[0], "GET", "kv/consistent", Some(unknown), None)
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // An index nobody has reached: 412 after the bounded wait.
     let started = Instant::now();

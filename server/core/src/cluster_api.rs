@@ -693,12 +693,12 @@ impl Core {
 
     // ---- active node ------------------------------------------------------------
 
-    /// A path no mount here serves. On a standby the mount may exist already on the active
-    /// node and not be applied here yet (a `secrets enable` answered a moment ago), so a
-    /// standby hands the request to the active node (`Standby`: forwarded or 307) instead
-    /// of answering from a table that may be stale; the active node's answer is the
-    /// authoritative one.
-    pub(crate) fn route_miss(&self, not_found: CoreError) -> CoreError {
+    /// A path no mount here serves, or a token this node does not know. On a standby the
+    /// mount or token may exist already on the active node and not be applied here yet
+    /// (a `secrets enable` or a login answered a moment ago), so a standby hands the
+    /// request to the active node (`Standby`: forwarded or 307) instead of answering from
+    /// state that may be stale; the active node's answer is the authoritative one.
+    pub(crate) fn standby_miss(&self, not_found: CoreError) -> CoreError {
         if self.cluster.is_leader() {
             not_found
         } else {

@@ -139,7 +139,7 @@ impl Core {
                     Target::Mount(m, rest)
                 }
                 _ => {
-                    return Err(self.route_miss(CoreError::NotFound(format!(
+                    return Err(self.standby_miss(CoreError::NotFound(format!(
                         "no handler for route \"{}\". route entry not found.",
                         req.path
                     ))))
@@ -161,7 +161,8 @@ impl Core {
             }
             Some(e) => Some(e),
             None if unauthenticated => None,
-            None => return Err(CoreError::PermissionDenied),
+            // A token created a moment ago on the active node may not be applied here.
+            None => return Err(self.standby_miss(CoreError::PermissionDenied)),
         };
         // Create vs update, from the backend's existence check.
         if req.operation == Operation::Update {

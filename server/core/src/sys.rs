@@ -440,7 +440,7 @@ impl Core {
             .route(path)
             .or_else(|| router.route(&format!("auth/{path}")))
             .ok_or_else(|| {
-                self.route_miss(CoreError::BadRequest(format!(
+                self.standby_miss(CoreError::BadRequest(format!(
                     "no matching mount for path {path:?}"
                 )))
             })?;
