@@ -125,7 +125,7 @@ impl Core {
         &self,
         mut req: LogicalRequest,
     ) -> Result<LogicalResponse, CoreError> {
-        let request_id = crate::new_uuid();
+        let request_id = crate::new_request_id();
         req.path = sanitize_path(&req.path)?;
         let state = self.unsealed()?;
         let target = if req.path == "sys" || req.path.starts_with("sys/") {
