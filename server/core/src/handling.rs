@@ -75,24 +75,6 @@ pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     Ok(trimmed.to_string())
 }
 
-/// What the audit log records of a response (hashed by each device).
-fn audit_view(resp: &LogicalResponse) -> Value {
-    let mut map = Map::new();
-    if let Some(d) = &resp.data {
-        map.insert("data".into(), Value::Object(d.clone()));
-    }
-    if let Some(a) = &resp.auth {
-        map.insert("auth".into(), a.clone());
-    }
-    if let Some(w) = &resp.wrap_info {
-        map.insert("wrap_info".into(), w.clone());
-    }
-    if !resp.warnings.is_empty() {
-        map.insert("warnings".into(), Value::from(resp.warnings.clone()));
-    }
-    Value::Object(map)
-}
-
 enum Target {
     Sys,
     Token,
@@ -210,7 +192,7 @@ impl Core {
             remote_address: req.remote_addr.as_deref().unwrap_or(""),
             mount_type: &mount_type,
         };
-        state.audit.log_request(&record)?;
+        let audited = state.audit.log_request(&record).await?;
         let result = match &target {
             Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await,
             Target::Token => match entry.as_deref() {
@@ -222,12 +204,18 @@ impl Core {
                     .await
             }
         };
-        if state.audit.enabled() {
-            match &result {
-                Ok(resp) => state.audit.log_response(&record, &audit_view(resp), None)?,
-                Err(e) => state
+        match &result {
+            Ok(resp) => {
+                state
                     .audit
-                    .log_response(&record, &Value::Null, Some(&e.to_string()))?,
+                    .log_response(&record, audited.as_ref(), Some(resp), None)
+                    .await?
+            }
+            Err(e) => {
+                state
+                    .audit
+                    .log_response(&record, audited.as_ref(), None, Some(&e.to_string()))
+                    .await?
             }
         }
         let mut resp = result?;
