@@ -9,9 +9,12 @@
 //! with strings hashed on the way (no `serde_json::Value` tree, no clone of the request
 //! or response data); the `auth` and `request` parts are serialised once and reused in
 //! the response line, so the token, its accessor and the request body are hashed once per
-//! device, not four times. Lines go to a per-device writer thread that gathers the lines
-//! of all concurrent requests into one `write(2)` (group commit) and then acknowledges
-//! each waiting request with the outcome of its own line. Writes go to the OS, no fsync.
+//! device, not four times. Lines are written with group commit: the first request that
+//! queues a line yields once to its runtime, so every request that becomes ready in the
+//! same scheduler tick queues its line too, and then writes them all with one `write(2)`
+//! (from its own thread: no hand-off to another thread, no cross-thread wake-up) and
+//! acknowledges each with the outcome of its own line. Queues are sharded by thread, so
+//! each actix worker gathers its own requests' lines. Writes go to the OS, no fsync.
 //!
 //! # Fail closed
 //!
@@ -22,14 +25,18 @@
 //!   device; otherwise the client gets a 500 instead of the answer. As with Vault (which
 //!   answers `ErrInternalError` when `LogResponse` fails), the operation itself has then
 //!   already happened: its request line is in the log, its response line is not.
-//! - Nothing waits forever: a line not acknowledged within [`WRITE_TIMEOUT`] (a sink
-//!   that blocks, e.g. a stuck pipe) counts as not written, and a writer whose queue
-//!   holds more than [`MAX_QUEUED_BYTES`] refuses new lines at once.
+//! - A failed write fails its lines at once. A request that queued a line waits for the
+//!   write at most [`WRITE_TIMEOUT`] and then counts its line as not written; the request
+//!   that writes a batch writes it even if it is itself cancelled meanwhile (client gone),
+//!   so no line is left without a writer. A write that blocks in the kernel (e.g. a hung
+//!   network filesystem or a full pipe on `stdout`) holds the worker that issued it, as
+//!   Vault's file device holds its request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::io::{IoSlice, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -49,8 +56,8 @@ pub const AUDIT_PATH: &str = "core/audit";
 /// How long a request waits for its line to be written before it counts as not written.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bytes a device's writer may have queued; past that, new lines are refused at once.
-pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Queue shards per device (threads pick theirs round-robin).
+const SHARDS: usize = 8;
 
 /// `hmac-sha256:` plus 64 hex digits.
 const HASHED_LEN: usize = 12 + 64;
@@ -79,137 +86,129 @@ pub struct AuditEntry {
 /// What a line's writer reports back.
 type Ack = Result<(), String>;
 
-/// A line waiting for the writer thread.
+/// A line waiting to be written.
 struct Pending {
     line: Vec<u8>,
     done: oneshot::Sender<Ack>,
 }
 
+/// One shard of a device's queue.
 #[derive(Default)]
-struct Queue {
+struct Shard {
     lines: Vec<Pending>,
-    bytes: usize,
-    /// The writer is asleep on the condvar (so a new line must wake it).
-    idle: bool,
-    /// No more lines are taken (device dropped, or the writer thread ended).
-    closed: bool,
+    /// A request has taken on writing this shard's queue.
+    leader: bool,
 }
 
-#[derive(Default)]
-struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+/// This thread's shard.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
     }
+    SHARD.with(|s| *s)
 }
 
-/// The group-commit writer of one device: a thread that takes every queued line, writes
-/// them with one `write` (more only for short writes) and acknowledges each line.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The group-commit writer of one device (see the module docs).
 struct GroupWriter {
-    shared: Arc<Shared>,
+    /// The sink; held for the duration of one batch, so batches from different shards
+    /// never interleave.
+    out: Mutex<Box<dyn Write + Send>>,
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+/// Writes the shard's queue when the request that leads it is done waiting or dropped.
+struct FlushOnDrop<'a>(&'a GroupWriter, &'a Mutex<Shard>);
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.flush(self.1);
+    }
 }
 
 impl GroupWriter {
-    fn start(name: &str, out: Box<dyn Write + Send>) -> std::io::Result<GroupWriter> {
-        let shared = Arc::new(Shared::default());
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("audit {name}"))
-            .spawn(move || run_writer(&thread_shared, out))?;
-        Ok(GroupWriter { shared })
+    fn new(out: Box<dyn Write + Send>) -> GroupWriter {
+        GroupWriter {
+            out: Mutex::new(out),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+        }
     }
 
-    /// Queue a line; the receiver gets the outcome of its write.
-    fn submit(&self, line: Vec<u8>) -> Result<oneshot::Receiver<Ack>, String> {
+    /// Write one line (group commit) and return the outcome of that line.
+    async fn write(&self, line: Vec<u8>) -> Ack {
+        let shard = &self.shards[shard_index()];
         let (done, rx) = oneshot::channel();
-        let mut q = self.shared.lock();
-        if q.closed {
-            return Err("the audit writer has stopped".into());
-        }
-        if q.bytes + line.len() > MAX_QUEUED_BYTES {
-            return Err("the audit writer is not keeping up (queue full)".into());
-        }
-        q.bytes += line.len();
-        q.lines.push(Pending { line, done });
-        if q.idle {
-            q.idle = false;
-            self.shared.wake.notify_one();
-        }
-        Ok(rx)
-    }
-}
-
-impl Drop for GroupWriter {
-    fn drop(&mut self) {
-        // The thread writes what is queued, then ends.
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
-    }
-}
-
-/// Marks the queue closed and fails whatever is left when the writer thread ends (also
-/// by a panic), so no request waits on a writer that is gone.
-struct CloseOnExit<'a>(&'a Shared);
-
-impl Drop for CloseOnExit<'_> {
-    fn drop(&mut self) {
-        let mut q = self.0.lock();
-        q.closed = true;
-        for p in q.lines.drain(..) {
-            let _ = p.done.send(Err("the audit writer has stopped".into()));
-        }
-    }
-}
-
-fn run_writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
-    let _close = CloseOnExit(shared);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut ends: Vec<usize> = Vec::new();
-    loop {
-        let batch = {
-            let mut q = shared.lock();
-            while q.lines.is_empty() && !q.closed {
-                q.idle = true;
-                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            q.idle = false;
-            if q.lines.is_empty() {
-                return;
-            }
-            q.bytes = 0;
-            std::mem::take(&mut q.lines)
+        let lead = {
+            let mut s = lock(shard);
+            s.lines.push(Pending { line, done });
+            !std::mem::replace(&mut s.leader, true)
         };
-        buf.clear();
-        ends.clear();
-        for p in &batch {
-            buf.extend_from_slice(&p.line);
-            ends.push(buf.len());
+        if lead {
+            let _flush = FlushOnDrop(self, shard);
+            // Let every request that is ready in this tick queue its line first.
+            tokio::task::yield_now().await;
         }
-        let (written, error) = write_counted(&mut out, &buf);
-        for (p, end) in batch.into_iter().zip(ends.iter()) {
-            let ack = match &error {
-                Some(e) if *end > written => Err(e.clone()),
-                _ => Ok(()),
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(_)) => Err("the audit line was dropped unwritten".into()),
+            Err(_) => Err(format!("not written within {} s", WRITE_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Write everything queued in `shard` (also what arrives meanwhile), then give up
+    /// the lead.
+    fn flush(&self, shard: &Mutex<Shard>) {
+        loop {
+            let batch = {
+                let mut s = lock(shard);
+                if s.lines.is_empty() {
+                    s.leader = false;
+                    return;
+                }
+                std::mem::take(&mut s.lines)
             };
-            let _ = p.done.send(ack);
-        }
-        if buf.capacity() > 4 * 1024 * 1024 {
-            buf = Vec::new();
+            let mut ends = Vec::with_capacity(batch.len());
+            let mut total = 0;
+            for p in &batch {
+                total += p.line.len();
+                ends.push(total);
+            }
+            let (written, error) = {
+                let mut out = lock(&self.out);
+                let mut slices: Vec<IoSlice<'_>> =
+                    batch.iter().map(|p| IoSlice::new(&p.line)).collect();
+                write_all_counted(out.as_mut(), &mut slices, total)
+            };
+            for (p, end) in batch.into_iter().zip(ends) {
+                let ack = match &error {
+                    Some(e) if end > written => Err(e.clone()),
+                    _ => Ok(()),
+                };
+                let _ = p.done.send(ack);
+            }
         }
     }
 }
 
-/// Write all of `buf`; on failure, how much was written and the error.
-fn write_counted(out: &mut dyn Write, buf: &[u8]) -> (usize, Option<String>) {
+/// Write all of `slices` (`total` bytes; one `writev` unless the kernel takes less); on
+/// failure, how much was written and the error.
+fn write_all_counted(
+    out: &mut dyn Write,
+    mut slices: &mut [IoSlice<'_>],
+    total: usize,
+) -> (usize, Option<String>) {
     let mut written = 0;
-    while written < buf.len() {
-        match out.write(&buf[written..]) {
+    while written < total {
+        match out.write_vectored(slices) {
             Ok(0) => return (written, Some("the audit sink accepts no more data".into())),
-            Ok(n) => written += n,
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut slices, n);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return (written, Some(e.to_string())),
         }
@@ -231,7 +230,19 @@ pub struct Device {
     entry: AuditEntry,
     key: hmac::Key,
     sink: Sink,
+    /// Hashed client token and accessor of recently seen tokens, keyed by the token
+    /// store's own salted hash of the token (no token in the clear is kept here).
+    token_hashes: RwLock<HashMap<String, Arc<TokenHashes>>>,
 }
+
+/// A token's `hmac-sha256:` forms under one device's salt.
+struct TokenHashes {
+    token: String,
+    accessor: String,
+}
+
+/// Tokens whose hashed forms a device remembers.
+const TOKEN_HASHES_CACHED: usize = 4096;
 
 impl Device {
     fn open(entry: AuditEntry) -> Result<Device, CoreError> {
@@ -259,10 +270,7 @@ impl Device {
             )),
         };
         let sink = match out {
-            Some(out) => Sink::Writer(
-                GroupWriter::start(&entry.path, out)
-                    .map_err(|e| CoreError::Internal(format!("audit writer thread: {e}")))?,
-            ),
+            Some(out) => Sink::Writer(GroupWriter::new(out)),
             None => Sink::Discard,
         };
         let salt = base64::engine::general_purpose::STANDARD
@@ -272,6 +280,7 @@ impl Device {
             key: hmac::Key::new(hmac::HMAC_SHA256, &salt),
             entry,
             sink,
+            token_hashes: RwLock::new(HashMap::new()),
         })
     }
 
@@ -279,6 +288,44 @@ impl Device {
     pub fn hash(&self, value: &str) -> String {
         let mut out = [0u8; HASHED_LEN];
         self.hash_into(value, &mut out).to_string()
+    }
+
+    /// `value` hashed, or `""` for an empty value.
+    fn hash_nonempty(&self, value: &str) -> String {
+        if value.is_empty() {
+            String::new()
+        } else {
+            self.hash(value)
+        }
+    }
+
+    /// The hashed token and accessor of a request (cached by the token's store hash:
+    /// the same token always hashes the same way under this device's salt).
+    fn token_hashes(&self, rec: &AuditRecord<'_>) -> Arc<TokenHashes> {
+        let key = rec.token_hash;
+        if !key.is_empty() {
+            if let Some(found) = self
+                .token_hashes
+                .read()
+                .ok()
+                .and_then(|m| m.get(key).cloned())
+            {
+                return found;
+            }
+        }
+        let hashes = Arc::new(TokenHashes {
+            token: self.hash_nonempty(rec.client_token),
+            accessor: self.hash_nonempty(rec.accessor),
+        });
+        if !key.is_empty() {
+            if let Ok(mut map) = self.token_hashes.write() {
+                if map.len() >= TOKEN_HASHES_CACHED {
+                    map.clear();
+                }
+                map.insert(key.to_string(), hashes.clone());
+            }
+        }
+        hashes
     }
 
     /// [`Device::hash`] into a stack buffer.
@@ -290,11 +337,11 @@ impl Device {
         std::str::from_utf8(&out[..]).unwrap_or_default()
     }
 
-    /// Queue a line (or, for `discard`, accept it at once).
-    fn submit(&self, line: Vec<u8>) -> Result<Option<oneshot::Receiver<Ack>>, String> {
+    /// Write a line (for `discard`, accept it at once).
+    async fn write(&self, line: Vec<u8>) -> Ack {
         match &self.sink {
-            Sink::Writer(w) => w.submit(line).map(Some),
-            Sink::Discard => Ok(None),
+            Sink::Writer(w) => w.write(line).await,
+            Sink::Discard => Ok(()),
         }
     }
 }
@@ -383,6 +430,9 @@ pub struct AuditRecord<'a> {
     pub path: &'a str,
     /// Client token (hashed before writing).
     pub client_token: &'a str,
+    /// The token store's salted hash of the client token (`""` without one): the key
+    /// under which a device remembers the token's hashed forms.
+    pub token_hash: &'a str,
     /// Token accessor (hashed).
     pub accessor: &'a str,
     /// Token display name (not secret).
@@ -403,22 +453,19 @@ struct Section<'a>(&'a Device, &'a AuditRecord<'a>);
 impl Serialize for Section<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (d, rec) = (self.0, self.1);
-        let token = HashedStr(d, rec.client_token);
-        let accessor = HashedStr(d, rec.accessor);
+        let hashes = d.token_hashes(rec);
         let mut map = s.serialize_map(Some(2))?;
         map.serialize_entry(
             "auth",
             &AuthPart {
-                token: &token,
-                accessor: &accessor,
+                hashes: &hashes,
                 rec,
             },
         )?;
         map.serialize_entry(
             "request",
             &RequestPart {
-                token: &token,
-                accessor: &accessor,
+                hashes: &hashes,
                 device: d,
                 rec,
             },
@@ -428,16 +475,15 @@ impl Serialize for Section<'_> {
 }
 
 struct AuthPart<'a> {
-    token: &'a HashedStr<'a>,
-    accessor: &'a HashedStr<'a>,
+    hashes: &'a TokenHashes,
     rec: &'a AuditRecord<'a>,
 }
 
 impl Serialize for AuthPart<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(5))?;
-        map.serialize_entry("accessor", self.accessor)?;
-        map.serialize_entry("client_token", self.token)?;
+        map.serialize_entry("accessor", &self.hashes.accessor)?;
+        map.serialize_entry("client_token", &self.hashes.token)?;
         map.serialize_entry("display_name", self.rec.display_name)?;
         map.serialize_entry("policies", self.rec.policies)?;
         map.serialize_entry("token_policies", self.rec.policies)?;
@@ -446,8 +492,7 @@ impl Serialize for AuthPart<'_> {
 }
 
 struct RequestPart<'a> {
-    token: &'a HashedStr<'a>,
-    accessor: &'a HashedStr<'a>,
+    hashes: &'a TokenHashes,
     device: &'a Device,
     rec: &'a AuditRecord<'a>,
 }
@@ -461,8 +506,8 @@ impl Serialize for RequestPart<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let rec = self.rec;
         let mut map = s.serialize_map(Some(9))?;
-        map.serialize_entry("client_token", self.token)?;
-        map.serialize_entry("client_token_accessor", self.accessor)?;
+        map.serialize_entry("client_token", &self.hashes.token)?;
+        map.serialize_entry("client_token_accessor", &self.hashes.accessor)?;
         if rec.data.is_empty() {
             map.serialize_entry("data", &())?;
         } else {
@@ -478,15 +523,53 @@ impl Serialize for RequestPart<'_> {
     }
 }
 
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+/// Append the current UTC time as RFC 3339 with nanoseconds (`2024-05-01T12:00:00.123456789Z`,
+/// what Vault writes), without going through a formatter.
+fn push_now(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    push_time(out, now.as_secs(), now.subsec_nanos());
+}
+
+/// [`push_now`] for a given time since the epoch.
+fn push_time(out: &mut Vec<u8>, secs: u64, nanos: u32) {
+    // Days to a civil date (Howard Hinnant's `civil_from_days`, for days >= 0).
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    // `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: fixed positions.
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, value: u64| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 9, u64::from(nanos));
+    out.extend_from_slice(&text);
 }
 
 /// Start a line: `{"time":"...","type":"<kind>",` followed by the shared section.
 fn line_start(kind: &str, section: &[u8], extra: usize) -> Vec<u8> {
     let mut line = Vec::with_capacity(64 + section.len() + extra);
     line.extend_from_slice(b"{\"time\":\"");
-    line.extend_from_slice(now_rfc3339().as_bytes());
+    push_now(&mut line);
     line.extend_from_slice(b"\",\"type\":\"");
     line.extend_from_slice(kind.as_bytes());
     line.extend_from_slice(b"\",");
@@ -649,26 +732,22 @@ impl AuditBroker {
     }
 }
 
-/// Hand each line to its device, wait for every outcome; fine if at least one wrote.
-async fn fan_out(lines: Vec<(Arc<Device>, Vec<u8>)>, what: &str) -> Result<(), CoreError> {
-    let mut waiting = Vec::with_capacity(lines.len());
+/// Write each line to its device; fine if at least one wrote.
+async fn fan_out(mut lines: Vec<(Arc<Device>, Vec<u8>)>, what: &str) -> Result<(), CoreError> {
     let mut written = 0;
-    for (device, line) in lines {
-        match device.submit(line) {
-            Ok(None) => written += 1,
-            Ok(Some(rx)) => waiting.push((device, rx)),
-            Err(e) => {
-                tracing::error!(device = %device.entry.path, error = %e, "audit write failed")
-            }
-        }
-    }
-    for (device, rx) in waiting {
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(Ok(ack)) => ack,
-            Ok(Err(_)) => Err("the audit writer has stopped".into()),
-            Err(_) => Err(format!("not written within {} s", WRITE_TIMEOUT.as_secs())),
-        };
-        match outcome {
+    let outcomes = if lines.len() == 1 {
+        let (device, line) = lines.remove(0);
+        let ack = device.write(line).await;
+        vec![(device, ack)]
+    } else {
+        futures::future::join_all(lines.into_iter().map(|(device, line)| async move {
+            let ack = device.write(line).await;
+            (device, ack)
+        }))
+        .await
+    };
+    for (device, ack) in outcomes {
+        match ack {
             Ok(()) => written += 1,
             Err(e) => {
                 tracing::error!(device = %device.entry.path, error = %e, "audit write failed")
@@ -730,6 +809,7 @@ pub async fn disable(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::future::Future;
 
     fn device(path: &str) -> Device {
         Device::open(AuditEntry {
@@ -755,12 +835,33 @@ mod tests {
             operation: "update",
             path: "secret/data/x",
             client_token: "hvs.secret-token",
+            token_hash: "store-hash-of-the-token",
             accessor: "accessor-1",
             display_name: "token",
             policies,
             data,
             remote_address: "127.0.0.1",
             mount_type: "kv",
+        }
+    }
+
+    #[test]
+    fn times_print_as_rfc3339_with_nanoseconds() {
+        use chrono::TimeZone;
+        for (secs, nanos) in [
+            (0u64, 0u32),
+            (951_782_400, 1),             // 2000-02-29
+            (1_709_164_800, 999_999_999), // 2024-02-29
+            (4_102_444_799, 123_456_789), // 2099-12-31T23:59:59
+            (1_234_567_890, 500),
+        ] {
+            let mut out = Vec::new();
+            push_time(&mut out, secs, nanos);
+            let want = chrono::Utc
+                .timestamp_opt(secs as i64, nanos)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 
@@ -873,19 +974,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stopped_writer_refuses_lines_instead_of_hanging() {
-        let d = device("discard");
-        let writer = GroupWriter::start("test/", Box::new(std::io::sink())).unwrap();
-        // What the writer thread leaves behind when it ends for any reason.
-        drop(CloseOnExit(&writer.shared));
-        assert!(writer.submit(b"x\n".to_vec()).is_err());
-        let dead = Device {
-            sink: Sink::Writer(writer),
-            ..d
-        };
-        let data = Map::new();
-        let b = broker(vec![dead]);
-        assert!(b.log_request(&record(&data, &[])).await.is_err());
+    async fn a_cancelled_batch_leader_still_writes_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .unwrap();
+        let writer = GroupWriter::new(Box::new(out));
+        let mut first = Box::pin(writer.write(b"first\n".to_vec()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // It leads the batch and yields once; then its request goes away.
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        let mut second = Box::pin(writer.write(b"second\n".to_vec()));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        drop(first);
+        // The batch (both lines) was written when the leader was dropped.
+        assert_eq!(second.await, Ok(()));
+        assert_eq!(writer.write(b"third\n".to_vec()).await, Ok(()));
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "first\nsecond\nthird\n"
+        );
     }
 
     #[tokio::test]

@@ -179,6 +179,7 @@ impl Core {
             operation: req.operation.as_str(),
             path: &req.path,
             client_token: if entry.is_some() { &token } else { "" },
+            token_hash: entry.as_deref().map(|e| e.id_hash.as_str()).unwrap_or(""),
             accessor: entry.as_deref().map(|e| e.accessor.as_str()).unwrap_or(""),
             display_name: entry
                 .as_deref()
