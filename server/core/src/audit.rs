@@ -25,19 +25,18 @@
 //!   device; otherwise the client gets a 500 instead of the answer. As with Vault (which
 //!   answers `ErrInternalError` when `LogResponse` fails), the operation itself has then
 //!   already happened: its request line is in the log, its response line is not.
-//! - A failed write fails its lines at once. A request that queued a line waits for the
-//!   write at most [`WRITE_TIMEOUT`] and then counts its line as not written; the request
-//!   that writes a batch writes it even if it is itself cancelled meanwhile (client gone),
-//!   so no line is left without a writer. A write that blocks in the kernel (e.g. a hung
-//!   network filesystem or a full pipe on `stdout`) holds the worker that issued it, as
-//!   Vault's file device holds its request.
+//! - A failed write fails its lines at once. Every queued line has a writer: the request
+//!   that leads a batch writes it when it resumes after its yield or, if it is cancelled
+//!   meanwhile (client gone), from its destructor, so no request waits on a batch nobody
+//!   writes. A write that blocks in the kernel (e.g. a hung network filesystem or a full
+//!   pipe on `stdout`) holds the worker that issued it, as Vault's file device holds its
+//!   request; with a local file that does not happen.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::{IoSlice, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use base64::Engine;
 use ring::hmac;
@@ -52,9 +51,6 @@ use crate::CoreError;
 
 /// Where the audit table is stored (through the barrier).
 pub const AUDIT_PATH: &str = "core/audit";
-
-/// How long a request waits for its line to be written before it counts as not written.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Queue shards per device (threads pick theirs round-robin).
 const SHARDS: usize = 8;
@@ -152,11 +148,9 @@ impl GroupWriter {
             // Let every request that is ready in this tick queue its line first.
             tokio::task::yield_now().await;
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(Ok(ack)) => ack,
-            Ok(Err(_)) => Err("the audit line was dropped unwritten".into()),
-            Err(_) => Err(format!("not written within {} s", WRITE_TIMEOUT.as_secs())),
-        }
+        // The leader of this shard's batch (maybe this request) always writes it.
+        rx.await
+            .unwrap_or_else(|_| Err("the audit line was dropped unwritten".into()))
     }
 
     /// Write everything queued in `shard` (also what arrives meanwhile), then give up
