@@ -145,14 +145,18 @@ impl Core {
             None if unauthenticated => None,
             None => return Err(CoreError::PermissionDenied),
         };
-        // Create vs update, from the backend's existence check.
+        // Create vs update, from the backend's existence check. The probe is the request
+        // the backend is then handed (one copy of the body, not two).
+        let mut prepared = None;
         if req.operation == Operation::Update {
             if let Target::Mount(m, rest) = &target {
                 if let Some(backend) = &m.backend {
-                    let probe = self.sdk_request(&req, m, rest, entry.as_deref(), &request_id);
+                    let mut probe = self.sdk_request(&req, m, rest, entry.as_deref(), &request_id);
                     if backend.existence_check(&probe).await? == Some(false) {
                         req.operation = Operation::Create;
+                        probe.operation = Operation::Create;
                     }
+                    prepared = Some(probe);
                 }
             }
         }
@@ -201,7 +205,11 @@ impl Core {
                 None => Err(CoreError::PermissionDenied),
             },
             Target::Mount(m, rest) => {
-                self.handle_mount(&state, &req, m, rest, entry.as_deref(), &request_id)
+                let sdk_req = match prepared.take() {
+                    Some(r) => r,
+                    None => self.sdk_request(&req, m, rest, entry.as_deref(), &request_id),
+                };
+                self.handle_mount(&state, &req, m, sdk_req, entry.as_deref())
                     .await
             }
         };
@@ -304,11 +312,9 @@ impl Core {
         state: &Arc<Unsealed>,
         req: &LogicalRequest,
         m: &Arc<Mounted>,
-        rest: &str,
+        mut sdk_req: coffer_sdk::Request,
         entry: Option<&TokenEntry>,
-        id: &str,
     ) -> Result<LogicalResponse, CoreError> {
-        let mut sdk_req = self.sdk_request(req, m, rest, entry, id);
         let resp = match &m.backend {
             Some(backend) => backend.handle_request(&mut sdk_req).await?,
             None => {
