@@ -340,19 +340,6 @@ impl Device {
     }
 }
 
-/// A string hashed with a device's salt (empty stays empty, as before).
-struct HashedStr<'a>(&'a Device, &'a str);
-
-impl Serialize for HashedStr<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.1.is_empty() {
-            return s.serialize_str("");
-        }
-        let mut buf = [0u8; HASHED_LEN];
-        s.serialize_str(self.0.hash_into(self.1, &mut buf))
-    }
-}
-
 /// A JSON value with every string (at any depth) hashed; keys, numbers, booleans and
 /// nulls as they are.
 struct Hashed<'a>(&'a Device, &'a Value);
@@ -390,28 +377,97 @@ impl Serialize for HashedMap<'_> {
     }
 }
 
-/// The `response` object of a response line: what the client got, hashed.
-struct HashedResponse<'a>(&'a Device, &'a LogicalResponse);
-
-impl Serialize for HashedResponse<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (d, r) = (self.0, self.1);
-        let mut map = s.serialize_map(None)?;
-        if let Some(auth) = &r.auth {
-            map.serialize_entry("auth", &Hashed(d, auth))?;
-        }
-        if let Some(data) = &r.data {
-            map.serialize_entry("data", &HashedMap(d, data))?;
-        }
-        if !r.warnings.is_empty() {
-            let warnings: Vec<HashedStr<'_>> = r.warnings.iter().map(|w| HashedStr(d, w)).collect();
-            map.serialize_entry("warnings", &warnings)?;
-        }
-        if let Some(wrap) = &r.wrap_info {
-            map.serialize_entry("wrap_info", &Hashed(d, wrap))?;
-        }
-        map.end()
+/// Append `value` as a JSON string: copied as is when nothing in it needs escaping (the
+/// common case), else through serde_json's escaper.
+fn push_json_str(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
     }
+}
+
+/// Append `"hmac-sha256:<hex>"` of `value` (hex needs no escaping).
+fn push_hashed_str(out: &mut Vec<u8>, device: &Device, value: &str) {
+    let mut buf = [0u8; HASHED_LEN];
+    out.push(b'"');
+    out.extend_from_slice(device.hash_into(value, &mut buf).as_bytes());
+    out.push(b'"');
+}
+
+/// Append a JSON value with every string (at any depth) hashed; keys, numbers,
+/// booleans and nulls as they are (what [`Hashed`] serialises, written directly).
+fn push_hashed(out: &mut Vec<u8>, device: &Device, value: &Value) {
+    match value {
+        Value::String(v) => push_hashed_str(out, device, v),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_hashed(out, device, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => push_hashed_map(out, device, map),
+        // Null, booleans and numbers: writing into a Vec cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// [`push_hashed`] of an object.
+fn push_hashed_map(out: &mut Vec<u8>, device: &Device, map: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, k);
+        out.push(b':');
+        push_hashed(out, device, v);
+    }
+    out.push(b'}');
+}
+
+/// Append the `response` object of a response line: what the client got, hashed.
+fn push_hashed_response(out: &mut Vec<u8>, device: &Device, r: &LogicalResponse) {
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        out.extend_from_slice(name);
+    };
+    if let Some(auth) = &r.auth {
+        key(out, b"\"auth\":");
+        push_hashed(out, device, auth);
+    }
+    if let Some(data) = &r.data {
+        key(out, b"\"data\":");
+        push_hashed_map(out, device, data);
+    }
+    if !r.warnings.is_empty() {
+        key(out, b"\"warnings\":[");
+        for (i, w) in r.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_hashed_str(out, device, w);
+        }
+        out.push(b']');
+    }
+    if let Some(wrap) = &r.wrap_info {
+        key(out, b"\"wrap_info\":");
+        push_hashed(out, device, wrap);
+    }
+    out.push(b'}');
 }
 
 /// What the pipeline knows about a request, for the audit log (plaintext; hashed here).
@@ -703,21 +759,14 @@ impl AuditBroker {
                 },
             };
             let mut line = line_start("response", section, 512);
-            let tail = (|| -> serde_json::Result<()> {
-                line.extend_from_slice(b",\"response\":");
-                match response {
-                    Some(r) => serde_json::to_writer(&mut line, &HashedResponse(device, r))?,
-                    None => line.extend_from_slice(b"null"),
-                }
-                if let Some(err) = error {
-                    line.extend_from_slice(b",\"error\":");
-                    serde_json::to_writer(&mut line, err)?;
-                }
-                Ok(())
-            })();
-            if let Err(e) = tail {
-                tracing::error!(error = %e, "audit entry does not encode");
-                continue;
+            line.extend_from_slice(b",\"response\":");
+            match response {
+                Some(r) => push_hashed_response(&mut line, device, r),
+                None => line.extend_from_slice(b"null"),
+            }
+            if let Some(err) = error {
+                line.extend_from_slice(b",\"error\":");
+                push_json_str(&mut line, err);
             }
             line.extend_from_slice(b"}\n");
             lines.push((device.clone(), line));
@@ -865,6 +914,16 @@ mod tests {
         let v = json!({"password": "hunter2", "n": 3, "list": ["a", true], "deep": {"k": "v"}});
         let out: Value =
             serde_json::from_slice(&serde_json::to_vec(&Hashed(&d, &v)).unwrap()).unwrap();
+        // The direct writer used for response lines gives the same JSON.
+        let mut direct = Vec::new();
+        push_hashed(&mut direct, &d, &v);
+        assert_eq!(serde_json::from_slice::<Value>(&direct).unwrap(), out);
+        let mut escaped = Vec::new();
+        push_json_str(&mut escaped, "a\"b\\c\nd\u{1}é");
+        assert_eq!(
+            serde_json::from_slice::<String>(&escaped).unwrap(),
+            "a\"b\\c\nd\u{1}é"
+        );
         assert_eq!(out["password"], d.hash("hunter2"));
         assert_eq!(out["n"], 3);
         assert_eq!(out["list"][0], d.hash("a"));
