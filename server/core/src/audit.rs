@@ -215,7 +215,7 @@ fn write_all_counted(
 }
 
 enum Sink {
-    Writer(GroupWriter),
+    Writer(Box<GroupWriter>),
     Discard,
 }
 
@@ -264,7 +264,7 @@ impl Device {
             )),
         };
         let sink = match out {
-            Some(out) => Sink::Writer(GroupWriter::new(out)),
+            Some(out) => Sink::Writer(Box::new(GroupWriter::new(out))),
             None => Sink::Discard,
         };
         let salt = base64::engine::general_purpose::STANDARD
