@@ -28,6 +28,35 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), SdkError> {
         .map_err(|_| SdkError::Internal("the system random number generator failed".into()))
 }
 
+/// Fill a nonce (public, must never repeat) from system-CSPRNG output drawn 4 KiB at a
+/// time per thread, instead of one `getrandom` call per encryption (13% of a transit
+/// encrypt's CPU). Every byte of a block is handed out once and wiped as it is. Keys and
+/// other secrets use [`random_secret`], straight from the system RNG.
+pub fn fill_nonce(buf: &mut [u8]) -> Result<(), SdkError> {
+    use std::cell::RefCell;
+    const BLOCK: usize = 4096;
+    if buf.len() > BLOCK / 8 {
+        return fill_random(buf);
+    }
+    thread_local! {
+        static POOL: RefCell<(Box<[u8; BLOCK]>, usize)> =
+            RefCell::new((Box::new([0; BLOCK]), BLOCK));
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (block, used) = &mut *pool;
+        if *used + buf.len() > BLOCK {
+            fill_random(&mut block[..])?;
+            *used = 0;
+        }
+        let taken = &mut block[*used..*used + buf.len()];
+        buf.copy_from_slice(taken);
+        taken.fill(0);
+        *used += buf.len();
+        Ok(())
+    })
+}
+
 /// `n` random bytes, in a buffer wiped on drop.
 pub fn random_secret(n: usize) -> Result<SecretBytes, SdkError> {
     let mut buf = vec![0u8; n];
@@ -321,6 +350,17 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn nonces_never_repeat_across_pool_refills() {
+        let mut seen = std::collections::HashSet::new();
+        // 1000 nonces of 12 bytes span three 4 KiB blocks.
+        for _ in 0..1000 {
+            let mut nonce = [0u8; NONCE_LEN];
+            fill_nonce(&mut nonce).unwrap();
+            assert!(seen.insert(nonce), "repeated nonce");
+        }
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn encrypt(
     let cipher = cipher_for(policy, version, params.context, scheme >= 3)?;
     let mut nonce = [0u8; NONCE_LEN];
     match scheme {
-        0 => crypto::fill_random(&mut nonce)?,
+        0 => crypto::fill_nonce(&mut nonce)?,
         1 => {
             if params.nonce.len() != NONCE_LEN {
                 return Err(OpError::user(format!(

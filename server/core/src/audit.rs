@@ -3,26 +3,60 @@
 //! never holds a secret or a token in the clear but a known value can be matched with
 //! `sys/audit-hash`.
 //!
-//! Fail closed: with at least one device enabled, a request whose entry no device could
-//! write is refused (500) before it is handled. Writes go to the OS with one `write` per
-//! entry and no fsync, so auditing stays cheap; they never block on a lock held across
-//! I/O of another request for longer than one write.
+//! # Cost
+//!
+//! Each request's entry is built once per device, serialised straight into a byte buffer
+//! with strings hashed on the way (no `serde_json::Value` tree, no clone of the request
+//! or response data); the `auth` and `request` parts are serialised once and reused in
+//! the response line, so the token, its accessor and the request body are hashed once per
+//! device, not four times. Lines are written with group commit: the first request that
+//! queues a line yields once to its runtime, so every request that becomes ready in the
+//! same scheduler tick queues its line too, and then writes them all with one `write(2)`
+//! (from its own thread: no hand-off to another thread, no cross-thread wake-up) and
+//! acknowledges each with the outcome of its own line. Queues are sharded by thread, so
+//! each actix worker gathers its own requests' lines. Writes go to the OS, no fsync.
+//!
+//! # Fail closed
+//!
+//! With at least one device enabled:
+//! - a request is handled only after its request line was written by at least one
+//!   device; otherwise it is refused (500) before it is handled;
+//! - its answer is returned only after its response line was written by at least one
+//!   device; otherwise the client gets a 500 instead of the answer. As with Vault (which
+//!   answers `ErrInternalError` when `LogResponse` fails), the operation itself has then
+//!   already happened: its request line is in the log, its response line is not.
+//! - A failed write fails its lines at once. Every queued line has a writer: the request
+//!   that leads a batch writes it when it resumes after its yield or, if it is cancelled
+//!   meanwhile (client gone), from its destructor, so no request waits on a batch nobody
+//!   writes. A write that blocks in the kernel (e.g. a hung network filesystem or a full
+//!   pipe on `stdout`) holds the worker that issued it, as Vault's file device holds its
+//!   request; with a local file that does not happen.
 
-use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{IoSlice, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
 use ring::hmac;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 
+use crate::handling::LogicalResponse;
 use crate::store::LogicalStore;
 use crate::CoreError;
 
 /// Where the audit table is stored (through the barrier).
 pub const AUDIT_PATH: &str = "core/audit";
+
+/// Queue shards per device (threads pick theirs round-robin).
+const SHARDS: usize = 8;
+
+/// `hmac-sha256:` plus 64 hex digits.
+const HASHED_LEN: usize = 12 + 64;
 
 /// One row of the audit table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,9 +79,143 @@ pub struct AuditEntry {
     pub salt: String,
 }
 
+/// What a line's writer reports back.
+type Ack = Result<(), String>;
+
+/// A line waiting to be written.
+struct Pending {
+    line: Vec<u8>,
+    done: oneshot::Sender<Ack>,
+}
+
+/// One shard of a device's queue.
+#[derive(Default)]
+struct Shard {
+    lines: Vec<Pending>,
+    /// A request has taken on writing this shard's queue.
+    leader: bool,
+}
+
+/// This thread's shard.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The group-commit writer of one device (see the module docs).
+struct GroupWriter {
+    /// The sink; held for the duration of one batch, so batches from different shards
+    /// never interleave.
+    out: Mutex<Box<dyn Write + Send>>,
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+/// Writes the shard's queue when the request that leads it is done waiting or dropped.
+struct FlushOnDrop<'a>(&'a GroupWriter, &'a Mutex<Shard>);
+
+impl Drop for FlushOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.flush(self.1);
+    }
+}
+
+impl GroupWriter {
+    fn new(out: Box<dyn Write + Send>) -> GroupWriter {
+        GroupWriter {
+            out: Mutex::new(out),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+        }
+    }
+
+    /// Write one line (group commit) and return the outcome of that line.
+    async fn write(&self, line: Vec<u8>) -> Ack {
+        let shard = &self.shards[shard_index()];
+        let (done, rx) = oneshot::channel();
+        let lead = {
+            let mut s = lock(shard);
+            s.lines.push(Pending { line, done });
+            !std::mem::replace(&mut s.leader, true)
+        };
+        if lead {
+            let _flush = FlushOnDrop(self, shard);
+            // Let every request that is ready in this tick queue its line first.
+            tokio::task::yield_now().await;
+        }
+        // The leader of this shard's batch (maybe this request) always writes it.
+        rx.await
+            .unwrap_or_else(|_| Err("the audit line was dropped unwritten".into()))
+    }
+
+    /// Write everything queued in `shard` (also what arrives meanwhile), then give up
+    /// the lead.
+    fn flush(&self, shard: &Mutex<Shard>) {
+        loop {
+            let batch = {
+                let mut s = lock(shard);
+                if s.lines.is_empty() {
+                    s.leader = false;
+                    return;
+                }
+                std::mem::take(&mut s.lines)
+            };
+            let mut ends = Vec::with_capacity(batch.len());
+            let mut total = 0;
+            for p in &batch {
+                total += p.line.len();
+                ends.push(total);
+            }
+            let (written, error) = {
+                let mut out = lock(&self.out);
+                let mut slices: Vec<IoSlice<'_>> =
+                    batch.iter().map(|p| IoSlice::new(&p.line)).collect();
+                write_all_counted(out.as_mut(), &mut slices, total)
+            };
+            for (p, end) in batch.into_iter().zip(ends) {
+                let ack = match &error {
+                    Some(e) if end > written => Err(e.clone()),
+                    _ => Ok(()),
+                };
+                let _ = p.done.send(ack);
+            }
+        }
+    }
+}
+
+/// Write all of `slices` (`total` bytes; one `writev` unless the kernel takes less); on
+/// failure, how much was written and the error.
+fn write_all_counted(
+    out: &mut dyn Write,
+    mut slices: &mut [IoSlice<'_>],
+    total: usize,
+) -> (usize, Option<String>) {
+    let mut written = 0;
+    while written < total {
+        match out.write_vectored(slices) {
+            Ok(0) => return (written, Some("the audit sink accepts no more data".into())),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Some(e.to_string())),
+        }
+    }
+    if let Err(e) = out.flush() {
+        // Buffered somewhere and not delivered: none of it counts as written.
+        return (0, Some(e.to_string()));
+    }
+    (written, None)
+}
+
 enum Sink {
-    File(File),
-    Stdout,
+    Writer(Box<GroupWriter>),
     Discard,
 }
 
@@ -55,8 +223,20 @@ enum Sink {
 pub struct Device {
     entry: AuditEntry,
     key: hmac::Key,
-    sink: Mutex<Sink>,
+    sink: Sink,
+    /// Hashed client token and accessor of recently seen tokens, keyed by the token
+    /// store's own salted hash of the token (no token in the clear is kept here).
+    token_hashes: RwLock<HashMap<String, Arc<TokenHashes>>>,
 }
+
+/// A token's `hmac-sha256:` forms under one device's salt.
+struct TokenHashes {
+    token: String,
+    accessor: String,
+}
+
+/// Tokens whose hashed forms a device remembers.
+const TOKEN_HASHES_CACHED: usize = 4096;
 
 impl Device {
     fn open(entry: AuditEntry) -> Result<Device, CoreError> {
@@ -72,16 +252,20 @@ impl Device {
             .or_else(|| entry.options.get("path"))
             .cloned()
             .ok_or_else(|| CoreError::BadRequest("file_path is required".into()))?;
-        let sink = match path.as_str() {
-            "stdout" => Sink::Stdout,
-            "discard" => Sink::Discard,
-            p => Sink::File(
+        let out: Option<Box<dyn Write + Send>> = match path.as_str() {
+            "stdout" => Some(Box::new(std::io::stdout())),
+            "discard" => None,
+            p => Some(Box::new(
                 OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
                     .map_err(|e| CoreError::BadRequest(format!("audit file {p}: {e}")))?,
-            ),
+            )),
+        };
+        let sink = match out {
+            Some(out) => Sink::Writer(Box::new(GroupWriter::new(out))),
+            None => Sink::Discard,
         };
         let salt = base64::engine::general_purpose::STANDARD
             .decode(&entry.salt)
@@ -89,42 +273,201 @@ impl Device {
         Ok(Device {
             key: hmac::Key::new(hmac::HMAC_SHA256, &salt),
             entry,
-            sink: Mutex::new(sink),
+            sink,
+            token_hashes: RwLock::new(HashMap::new()),
         })
     }
 
     /// `hmac-sha256:<hex>` of a value under this device's salt.
     pub fn hash(&self, value: &str) -> String {
-        format!(
-            "hmac-sha256:{}",
-            hex::encode(hmac::sign(&self.key, value.as_bytes()).as_ref())
-        )
+        let mut out = [0u8; HASHED_LEN];
+        self.hash_into(value, &mut out).to_string()
     }
 
-    fn hash_value(&self, value: &Value) -> Value {
-        match value {
-            Value::String(s) => Value::String(self.hash(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.hash_value(v)).collect()),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), self.hash_value(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
+    /// `value` hashed, or `""` for an empty value.
+    fn hash_nonempty(&self, value: &str) -> String {
+        if value.is_empty() {
+            String::new()
+        } else {
+            self.hash(value)
         }
     }
 
-    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let mut sink = self
-            .sink
-            .lock()
-            .map_err(|_| std::io::Error::other("audit sink lock poisoned"))?;
-        match &mut *sink {
-            Sink::File(f) => f.write_all(line),
-            Sink::Stdout => std::io::stdout().lock().write_all(line),
+    /// The hashed token and accessor of a request (cached by the token's store hash:
+    /// the same token always hashes the same way under this device's salt).
+    fn token_hashes(&self, rec: &AuditRecord<'_>) -> Arc<TokenHashes> {
+        let key = rec.token_hash;
+        if !key.is_empty() {
+            if let Some(found) = self
+                .token_hashes
+                .read()
+                .ok()
+                .and_then(|m| m.get(key).cloned())
+            {
+                return found;
+            }
+        }
+        let hashes = Arc::new(TokenHashes {
+            token: self.hash_nonempty(rec.client_token),
+            accessor: self.hash_nonempty(rec.accessor),
+        });
+        if !key.is_empty() {
+            if let Ok(mut map) = self.token_hashes.write() {
+                if map.len() >= TOKEN_HASHES_CACHED {
+                    map.clear();
+                }
+                map.insert(key.to_string(), hashes.clone());
+            }
+        }
+        hashes
+    }
+
+    /// [`Device::hash`] into a stack buffer.
+    fn hash_into<'b>(&self, value: &str, out: &'b mut [u8; HASHED_LEN]) -> &'b str {
+        out[..12].copy_from_slice(b"hmac-sha256:");
+        let tag = hmac::sign(&self.key, value.as_bytes());
+        // 32 bytes into 64 hex digits: the lengths always match.
+        let _ = hex::encode_to_slice(tag.as_ref(), &mut out[12..]);
+        std::str::from_utf8(&out[..]).unwrap_or_default()
+    }
+
+    /// Write a line (for `discard`, accept it at once).
+    async fn write(&self, line: Vec<u8>) -> Ack {
+        match &self.sink {
+            Sink::Writer(w) => w.write(line).await,
             Sink::Discard => Ok(()),
         }
     }
+}
+
+/// A JSON value with every string (at any depth) hashed; keys, numbers, booleans and
+/// nulls as they are.
+struct Hashed<'a>(&'a Device, &'a Value);
+
+impl Serialize for Hashed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            Value::String(v) => {
+                let mut buf = [0u8; HASHED_LEN];
+                s.serialize_str(self.0.hash_into(v, &mut buf))
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Hashed(self.0, item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => HashedMap(self.0, map).serialize(s),
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// An object with every string value hashed.
+struct HashedMap<'a>(&'a Device, &'a Map<String, Value>);
+
+impl Serialize for HashedMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.1.len()))?;
+        for (k, v) in self.1 {
+            map.serialize_entry(k, &Hashed(self.0, v))?;
+        }
+        map.end()
+    }
+}
+
+/// Append `value` as a JSON string: copied as is when nothing in it needs escaping (the
+/// common case), else through serde_json's escaper.
+fn push_json_str(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+}
+
+/// Append `"hmac-sha256:<hex>"` of `value` (hex needs no escaping).
+fn push_hashed_str(out: &mut Vec<u8>, device: &Device, value: &str) {
+    let mut buf = [0u8; HASHED_LEN];
+    out.push(b'"');
+    out.extend_from_slice(device.hash_into(value, &mut buf).as_bytes());
+    out.push(b'"');
+}
+
+/// Append a JSON value with every string (at any depth) hashed; keys, numbers,
+/// booleans and nulls as they are (what [`Hashed`] serialises, written directly).
+fn push_hashed(out: &mut Vec<u8>, device: &Device, value: &Value) {
+    match value {
+        Value::String(v) => push_hashed_str(out, device, v),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_hashed(out, device, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => push_hashed_map(out, device, map),
+        // Null, booleans and numbers: writing into a Vec cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// [`push_hashed`] of an object.
+fn push_hashed_map(out: &mut Vec<u8>, device: &Device, map: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, k);
+        out.push(b':');
+        push_hashed(out, device, v);
+    }
+    out.push(b'}');
+}
+
+/// Append the `response` object of a response line: what the client got, hashed.
+fn push_hashed_response(out: &mut Vec<u8>, device: &Device, r: &LogicalResponse) {
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        out.extend_from_slice(name);
+    };
+    if let Some(auth) = &r.auth {
+        key(out, b"\"auth\":");
+        push_hashed(out, device, auth);
+    }
+    if let Some(data) = &r.data {
+        key(out, b"\"data\":");
+        push_hashed_map(out, device, data);
+    }
+    if !r.warnings.is_empty() {
+        key(out, b"\"warnings\":[");
+        for (i, w) in r.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_hashed_str(out, device, w);
+        }
+        out.push(b']');
+    }
+    if let Some(wrap) = &r.wrap_info {
+        key(out, b"\"wrap_info\":");
+        push_hashed(out, device, wrap);
+    }
+    out.push(b'}');
 }
 
 /// What the pipeline knows about a request, for the audit log (plaintext; hashed here).
@@ -137,6 +480,9 @@ pub struct AuditRecord<'a> {
     pub path: &'a str,
     /// Client token (hashed before writing).
     pub client_token: &'a str,
+    /// The token store's salted hash of the client token (`""` without one): the key
+    /// under which a device remembers the token's hashed forms.
+    pub token_hash: &'a str,
     /// Token accessor (hashed).
     pub accessor: &'a str,
     /// Token display name (not secret).
@@ -151,10 +497,146 @@ pub struct AuditRecord<'a> {
     pub mount_type: &'a str,
 }
 
+/// The `auth` and `request` members shared by a request's two lines, for one device.
+struct Section<'a>(&'a Device, &'a AuditRecord<'a>);
+
+impl Serialize for Section<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (d, rec) = (self.0, self.1);
+        let hashes = d.token_hashes(rec);
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry(
+            "auth",
+            &AuthPart {
+                hashes: &hashes,
+                rec,
+            },
+        )?;
+        map.serialize_entry(
+            "request",
+            &RequestPart {
+                hashes: &hashes,
+                device: d,
+                rec,
+            },
+        )?;
+        map.end()
+    }
+}
+
+struct AuthPart<'a> {
+    hashes: &'a TokenHashes,
+    rec: &'a AuditRecord<'a>,
+}
+
+impl Serialize for AuthPart<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("accessor", &self.hashes.accessor)?;
+        map.serialize_entry("client_token", &self.hashes.token)?;
+        map.serialize_entry("display_name", self.rec.display_name)?;
+        map.serialize_entry("policies", self.rec.policies)?;
+        map.serialize_entry("token_policies", self.rec.policies)?;
+        map.end()
+    }
+}
+
+struct RequestPart<'a> {
+    hashes: &'a TokenHashes,
+    device: &'a Device,
+    rec: &'a AuditRecord<'a>,
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    id: &'static str,
+}
+
+impl Serialize for RequestPart<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rec = self.rec;
+        let mut map = s.serialize_map(Some(9))?;
+        map.serialize_entry("client_token", &self.hashes.token)?;
+        map.serialize_entry("client_token_accessor", &self.hashes.accessor)?;
+        if rec.data.is_empty() {
+            map.serialize_entry("data", &())?;
+        } else {
+            map.serialize_entry("data", &HashedMap(self.device, rec.data))?;
+        }
+        map.serialize_entry("id", rec.id)?;
+        map.serialize_entry("mount_type", rec.mount_type)?;
+        map.serialize_entry("namespace", &Namespace { id: "root" })?;
+        map.serialize_entry("operation", rec.operation)?;
+        map.serialize_entry("path", rec.path)?;
+        map.serialize_entry("remote_address", rec.remote_address)?;
+        map.end()
+    }
+}
+
+/// Append the current UTC time as RFC 3339 with nanoseconds (`2024-05-01T12:00:00.123456789Z`,
+/// what Vault writes), without going through a formatter.
+fn push_now(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    push_time(out, now.as_secs(), now.subsec_nanos());
+}
+
+/// [`push_now`] for a given time since the epoch.
+fn push_time(out: &mut Vec<u8>, secs: u64, nanos: u32) {
+    // Days to a civil date (Howard Hinnant's `civil_from_days`, for days >= 0).
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    // `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: fixed positions.
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, value: u64| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 9, u64::from(nanos));
+    out.extend_from_slice(&text);
+}
+
+/// Start a line: `{"time":"...","type":"<kind>",` followed by the shared section.
+fn line_start(kind: &str, section: &[u8], extra: usize) -> Vec<u8> {
+    let mut line = Vec::with_capacity(64 + section.len() + extra);
+    line.extend_from_slice(b"{\"time\":\"");
+    push_now(&mut line);
+    line.extend_from_slice(b"\",\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",");
+    line.extend_from_slice(section);
+    line
+}
+
+/// One request's audit state: the devices it was logged to and, per device, the
+/// serialised `"auth":{..},"request":{..}` members its response line reuses.
+pub struct AuditedRequest {
+    sections: Vec<(Arc<Device>, Vec<u8>)>,
+}
+
 /// The set of enabled devices.
 #[derive(Default)]
 pub struct AuditBroker {
-    devices: RwLock<Vec<Arc<Device>>>,
+    devices: RwLock<Arc<Vec<Arc<Device>>>>,
 }
 
 impl AuditBroker {
@@ -182,11 +664,11 @@ impl AuditBroker {
         *self
             .devices
             .write()
-            .map_err(|_| CoreError::Internal("audit lock poisoned".into()))? = devices;
+            .map_err(|_| CoreError::Internal("audit lock poisoned".into()))? = Arc::new(devices);
         Ok(())
     }
 
-    fn snapshot(&self) -> Vec<Arc<Device>> {
+    fn snapshot(&self) -> Arc<Vec<Arc<Device>>> {
         self.devices.read().map(|d| d.clone()).unwrap_or_default()
     }
 
@@ -197,7 +679,10 @@ impl AuditBroker {
 
     /// The device at `path`, if enabled.
     pub fn device(&self, path: &str) -> Option<Arc<Device>> {
-        self.snapshot().into_iter().find(|d| d.entry.path == path)
+        self.snapshot()
+            .iter()
+            .find(|d| d.entry.path == path)
+            .cloned()
     }
 
     /// `GET sys/audit` rows.
@@ -205,94 +690,119 @@ impl AuditBroker {
         self.snapshot().iter().map(|d| d.entry.clone()).collect()
     }
 
-    fn request_json(device: &Device, rec: &AuditRecord<'_>) -> Value {
-        json!({
-            "id": rec.id,
-            "operation": rec.operation,
-            "mount_type": rec.mount_type,
-            "client_token": if rec.client_token.is_empty() { String::new() } else { device.hash(rec.client_token) },
-            "client_token_accessor": if rec.accessor.is_empty() { String::new() } else { device.hash(rec.accessor) },
-            "namespace": { "id": "root" },
-            "path": rec.path,
-            "data": if rec.data.is_empty() { Value::Null } else { device.hash_value(&Value::Object(rec.data.clone())) },
-            "remote_address": rec.remote_address,
-        })
-    }
-
-    fn auth_json(device: &Device, rec: &AuditRecord<'_>) -> Value {
-        json!({
-            "client_token": if rec.client_token.is_empty() { String::new() } else { device.hash(rec.client_token) },
-            "accessor": if rec.accessor.is_empty() { String::new() } else { device.hash(rec.accessor) },
-            "display_name": rec.display_name,
-            "policies": rec.policies,
-            "token_policies": rec.policies,
-        })
-    }
-
-    /// Write to every device; fine if at least one wrote (or none is enabled).
-    fn fan_out(&self, build: impl Fn(&Device) -> Value) -> Result<(), CoreError> {
+    /// Log a request before it is handled: `Ok(None)` when no device is enabled,
+    /// `Ok(Some(_))` (to pass to [`AuditBroker::log_response`]) once at least one device
+    /// wrote the line, an error (refuse the request) when none did.
+    pub async fn log_request(
+        &self,
+        rec: &AuditRecord<'_>,
+    ) -> Result<Option<AuditedRequest>, CoreError> {
         let devices = self.snapshot();
         if devices.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let mut written = 0;
-        for device in &devices {
-            let mut line = match serde_json::to_vec(&build(device)) {
-                Ok(l) => l,
+        let mut sections = Vec::with_capacity(devices.len());
+        let mut lines = Vec::with_capacity(devices.len());
+        for device in devices.iter() {
+            let section = match serde_json::to_vec(&Section(device, rec)) {
+                // Keep the members, drop the object's braces.
+                Ok(bytes) => bytes[1..bytes.len() - 1].to_vec(),
                 Err(e) => {
                     tracing::error!(error = %e, "audit entry does not encode");
                     continue;
                 }
             };
-            line.push(b'\n');
-            match device.write_line(&line) {
-                Ok(()) => written += 1,
-                Err(e) => {
-                    tracing::error!(device = %device.entry.path, error = %e, "audit write failed")
-                }
-            }
+            let mut line = line_start("request", &section, 2);
+            line.extend_from_slice(b"}\n");
+            lines.push((device.clone(), line));
+            sections.push((device.clone(), section));
         }
-        if written == 0 {
-            return Err(CoreError::Internal(
-                "audit: no audit device could log the request; refusing to proceed".into(),
-            ));
-        }
-        Ok(())
+        fan_out(lines, "request").await?;
+        Ok(Some(AuditedRequest { sections }))
     }
 
-    /// Log a request before it is handled.
-    pub fn log_request(&self, rec: &AuditRecord<'_>) -> Result<(), CoreError> {
-        self.fan_out(|d| {
-            json!({
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                "type": "request",
-                "auth": Self::auth_json(d, rec),
-                "request": Self::request_json(d, rec),
-            })
-        })
-    }
-
-    /// Log the response (or error) of a request.
-    pub fn log_response(
+    /// Log the answer (or the error) of a request to every device enabled now (a device
+    /// enabled by this very request gets its response line too, as in Vault); an error
+    /// when no device wrote the line. The `auth`/`request` members serialised for the
+    /// request line are reused for the devices that wrote it.
+    pub async fn log_response(
         &self,
         rec: &AuditRecord<'_>,
-        response: &Value,
+        audited: Option<&AuditedRequest>,
+        response: Option<&LogicalResponse>,
         error: Option<&str>,
     ) -> Result<(), CoreError> {
-        self.fan_out(|d| {
-            let mut entry = json!({
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                "type": "response",
-                "auth": Self::auth_json(d, rec),
-                "request": Self::request_json(d, rec),
-                "response": d.hash_value(response),
+        let devices = self.snapshot();
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut lines = Vec::with_capacity(devices.len());
+        for device in devices.iter() {
+            let known = audited.and_then(|a| {
+                a.sections
+                    .iter()
+                    .find(|(d, _)| Arc::ptr_eq(d, device))
+                    .map(|(_, section)| section.as_slice())
             });
-            if let Some(err) = error {
-                entry["error"] = Value::String(err.to_string());
+            let fresh;
+            let section = match known {
+                Some(section) => section,
+                None => match serde_json::to_vec(&Section(device, rec)) {
+                    Ok(bytes) => {
+                        fresh = bytes;
+                        &fresh[1..fresh.len() - 1]
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit entry does not encode");
+                        continue;
+                    }
+                },
+            };
+            let mut line = line_start("response", section, 512);
+            line.extend_from_slice(b",\"response\":");
+            match response {
+                Some(r) => push_hashed_response(&mut line, device, r),
+                None => line.extend_from_slice(b"null"),
             }
-            entry
-        })
+            if let Some(err) = error {
+                line.extend_from_slice(b",\"error\":");
+                push_json_str(&mut line, err);
+            }
+            line.extend_from_slice(b"}\n");
+            lines.push((device.clone(), line));
+        }
+        fan_out(lines, "response").await
     }
+}
+
+/// Write each line to its device; fine if at least one wrote.
+async fn fan_out(mut lines: Vec<(Arc<Device>, Vec<u8>)>, what: &str) -> Result<(), CoreError> {
+    let mut written = 0;
+    let outcomes = if lines.len() == 1 {
+        let (device, line) = lines.remove(0);
+        let ack = device.write(line).await;
+        vec![(device, ack)]
+    } else {
+        futures::future::join_all(lines.into_iter().map(|(device, line)| async move {
+            let ack = device.write(line).await;
+            (device, ack)
+        }))
+        .await
+    };
+    for (device, ack) in outcomes {
+        match ack {
+            Ok(()) => written += 1,
+            Err(e) => {
+                tracing::error!(device = %device.entry.path, error = %e, "audit write failed")
+            }
+        }
+    }
+    if written == 0 {
+        return Err(CoreError::Internal(format!(
+            "audit: no audit device could log the {what}; refusing to proceed"
+        )));
+    }
+    Ok(())
 }
 
 /// Enable a device: validate by opening it, then store the table.
@@ -341,6 +851,8 @@ pub async fn disable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::future::Future;
 
     fn device(path: &str) -> Device {
         Device::open(AuditEntry {
@@ -354,42 +866,228 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn hashes_every_string_and_keeps_keys() {
-        let d = device("discard");
-        let v = d.hash_value(&json!({"password": "hunter2", "n": 3, "list": ["a", true]}));
-        assert_eq!(v["password"], d.hash("hunter2"));
-        assert_eq!(v["n"], 3);
-        assert_eq!(v["list"][0], d.hash("a"));
-        assert_eq!(v["list"][1], true);
-        assert!(d.hash("x").starts_with("hmac-sha256:"));
-        assert_ne!(d.hash("x"), d.hash("y"));
+    fn broker(devices: Vec<Device>) -> AuditBroker {
+        let broker = AuditBroker::default();
+        *broker.devices.write().unwrap() = Arc::new(devices.into_iter().map(Arc::new).collect());
+        broker
+    }
+
+    fn record<'a>(data: &'a Map<String, Value>, policies: &'a [String]) -> AuditRecord<'a> {
+        AuditRecord {
+            id: "req-1",
+            operation: "update",
+            path: "secret/data/x",
+            client_token: "hvs.secret-token",
+            token_hash: "store-hash-of-the-token",
+            accessor: "accessor-1",
+            display_name: "token",
+            policies,
+            data,
+            remote_address: "127.0.0.1",
+            mount_type: "kv",
+        }
     }
 
     #[test]
-    fn failing_device_fails_closed() {
-        let broker = AuditBroker::default();
-        *broker.devices.write().unwrap() = vec![Arc::new(device("/dev/full"))];
-        let data = Map::new();
-        let rec = AuditRecord {
-            id: "1",
-            operation: "read",
-            path: "secret/x",
-            client_token: "t",
-            accessor: "a",
-            display_name: "d",
-            policies: &[],
-            data: &data,
-            remote_address: "127.0.0.1",
-            mount_type: "kv",
+    fn times_print_as_rfc3339_with_nanoseconds() {
+        use chrono::TimeZone;
+        for (secs, nanos) in [
+            (0u64, 0u32),
+            (951_782_400, 1),             // 2000-02-29
+            (1_709_164_800, 999_999_999), // 2024-02-29
+            (4_102_444_799, 123_456_789), // 2099-12-31T23:59:59
+            (1_234_567_890, 500),
+        ] {
+            let mut out = Vec::new();
+            push_time(&mut out, secs, nanos);
+            let want = chrono::Utc
+                .timestamp_opt(secs as i64, nanos)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn hashes_every_string_and_keeps_keys() {
+        let d = device("discard");
+        let v = json!({"password": "hunter2", "n": 3, "list": ["a", true], "deep": {"k": "v"}});
+        let out: Value =
+            serde_json::from_slice(&serde_json::to_vec(&Hashed(&d, &v)).unwrap()).unwrap();
+        // The direct writer used for response lines gives the same JSON.
+        let mut direct = Vec::new();
+        push_hashed(&mut direct, &d, &v);
+        assert_eq!(serde_json::from_slice::<Value>(&direct).unwrap(), out);
+        let mut escaped = Vec::new();
+        push_json_str(&mut escaped, "a\"b\\c\nd\u{1}é");
+        assert_eq!(
+            serde_json::from_slice::<String>(&escaped).unwrap(),
+            "a\"b\\c\nd\u{1}é"
+        );
+        assert_eq!(out["password"], d.hash("hunter2"));
+        assert_eq!(out["n"], 3);
+        assert_eq!(out["list"][0], d.hash("a"));
+        assert_eq!(out["list"][1], true);
+        assert_eq!(out["deep"]["k"], d.hash("v"));
+        assert!(d.hash("x").starts_with("hmac-sha256:"));
+        assert_eq!(d.hash("x").len(), HASHED_LEN);
+        assert_ne!(d.hash("x"), d.hash("y"));
+        // The same value under another salt hashes differently.
+        let other = Device::open(AuditEntry {
+            salt: base64::engine::general_purpose::STANDARD.encode([8u8; 32]),
+            ..d.entry.clone()
+        })
+        .unwrap();
+        assert_ne!(d.hash("x"), other.hash("x"));
+    }
+
+    #[tokio::test]
+    async fn request_and_response_lines_hash_everything_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        let broker = broker(vec![device(file.to_str().unwrap())]);
+        let mut data = Map::new();
+        data.insert("password".into(), json!("hunter2"));
+        let policies = vec!["default".to_string()];
+        let rec = record(&data, &policies);
+        let audited = broker.log_request(&rec).await.unwrap().unwrap();
+        let mut answer = Map::new();
+        answer.insert("value".into(), json!("s3cret"));
+        let resp = LogicalResponse {
+            data: Some(answer),
+            warnings: vec!["careful".into()],
+            ..Default::default()
         };
-        assert!(broker.log_request(&rec).is_err());
-        // One good device is enough.
         broker
-            .devices
-            .write()
-            .unwrap()
-            .push(Arc::new(device("discard")));
-        assert!(broker.log_request(&rec).is_ok());
+            .log_response(&rec, Some(&audited), Some(&resp), None)
+            .await
+            .unwrap();
+        broker
+            .log_response(&rec, Some(&audited), None, Some("permission denied"))
+            .await
+            .unwrap();
+
+        let text = std::fs::read_to_string(&file).unwrap();
+        for secret in ["hunter2", "s3cret", "hvs.secret-token", "accessor-1"] {
+            assert!(!text.contains(secret), "{secret} in clear: {text}");
+        }
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let d = &broker.snapshot()[0];
+        let (req, ok, err) = (&lines[0], &lines[1], &lines[2]);
+        assert_eq!(req["type"], "request");
+        assert!(req["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(req["auth"]["client_token"], d.hash("hvs.secret-token"));
+        assert_eq!(req["auth"]["accessor"], d.hash("accessor-1"));
+        assert_eq!(req["auth"]["policies"], json!(["default"]));
+        assert_eq!(req["auth"]["display_name"], "token");
+        assert_eq!(req["request"]["client_token"], d.hash("hvs.secret-token"));
+        assert_eq!(
+            req["request"]["client_token_accessor"],
+            d.hash("accessor-1")
+        );
+        assert_eq!(req["request"]["data"]["password"], d.hash("hunter2"));
+        assert_eq!(req["request"]["path"], "secret/data/x");
+        assert_eq!(req["request"]["operation"], "update");
+        assert_eq!(req["request"]["id"], "req-1");
+        assert_eq!(req["request"]["namespace"]["id"], "root");
+        assert_eq!(req.get("response"), None);
+        assert_eq!(ok["type"], "response");
+        assert_eq!(ok["request"], req["request"]);
+        assert_eq!(ok["auth"], req["auth"]);
+        assert_eq!(ok["response"]["data"]["value"], d.hash("s3cret"));
+        assert_eq!(ok["response"]["warnings"], json!([d.hash("careful")]));
+        assert_eq!(ok.get("error"), None);
+        assert_eq!(err["response"], Value::Null);
+        assert_eq!(err["error"], "permission denied");
+    }
+
+    #[tokio::test]
+    async fn failing_device_fails_closed() {
+        let data = Map::new();
+        let rec = record(&data, &[]);
+        let full = broker(vec![device("/dev/full")]);
+        let err = full.log_request(&rec).await.err().expect("refused");
+        assert!(err.to_string().contains("audit"), "{err}");
+        // One good device is enough.
+        let mixed = broker(vec![device("/dev/full"), device("discard")]);
+        let audited = mixed.log_request(&rec).await.unwrap().unwrap();
+        mixed
+            .log_response(&rec, Some(&audited), None, None)
+            .await
+            .unwrap();
+        // A response line that no device writes is an error too (here a device enabled
+        // after the request line: it gets the response line all the same).
+        assert!(full.log_response(&rec, None, None, None).await.is_err());
+        // No device: nothing to do.
+        assert!(broker(vec![]).log_request(&rec).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_batch_leader_still_writes_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .unwrap();
+        let writer = GroupWriter::new(Box::new(out));
+        let mut first = Box::pin(writer.write(b"first\n".to_vec()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // It leads the batch and yields once; then its request goes away.
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        let mut second = Box::pin(writer.write(b"second\n".to_vec()));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        drop(first);
+        // The batch (both lines) was written when the leader was dropped.
+        assert_eq!(second.await, Ok(()));
+        assert_eq!(writer.write(b"third\n".to_vec()).await, Ok(()));
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "first\nsecond\nthird\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_are_written_as_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        let broker = Arc::new(broker(vec![device(file.to_str().unwrap())]));
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let broker = broker.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut data = Map::new();
+                data.insert("i".into(), json!(i));
+                let rec = record(&data, &[]);
+                let audited = broker.log_request(&rec).await.unwrap().unwrap();
+                broker
+                    .log_response(&rec, Some(&audited), None, None)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 128);
+        for i in 0..64 {
+            let of_i = |kind: &str| {
+                lines
+                    .iter()
+                    .filter(|l| l["type"] == kind && l["request"]["data"]["i"] == i)
+                    .count()
+            };
+            assert_eq!((of_i("request"), of_i("response")), (1, 1), "request {i}");
+        }
     }
 }

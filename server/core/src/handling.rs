@@ -75,24 +75,6 @@ pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     Ok(trimmed.to_string())
 }
 
-/// What the audit log records of a response (hashed by each device).
-fn audit_view(resp: &LogicalResponse) -> Value {
-    let mut map = Map::new();
-    if let Some(d) = &resp.data {
-        map.insert("data".into(), Value::Object(d.clone()));
-    }
-    if let Some(a) = &resp.auth {
-        map.insert("auth".into(), a.clone());
-    }
-    if let Some(w) = &resp.wrap_info {
-        map.insert("wrap_info".into(), w.clone());
-    }
-    if !resp.warnings.is_empty() {
-        map.insert("warnings".into(), Value::from(resp.warnings.clone()));
-    }
-    Value::Object(map)
-}
-
 enum Target {
     Sys,
     Token,
@@ -125,7 +107,7 @@ impl Core {
         &self,
         mut req: LogicalRequest,
     ) -> Result<LogicalResponse, CoreError> {
-        let request_id = crate::new_uuid();
+        let request_id = crate::new_request_id();
         req.path = sanitize_path(&req.path)?;
         let state = self.unsealed()?;
         let target = if req.path == "sys" || req.path.starts_with("sys/") {
@@ -164,14 +146,18 @@ impl Core {
             // A token created a moment ago on the active node may not be applied here.
             None => return Err(self.standby_miss(CoreError::PermissionDenied)),
         };
-        // Create vs update, from the backend's existence check.
+        // Create vs update, from the backend's existence check. The probe is the request
+        // the backend is then handed (one copy of the body, not two).
+        let mut prepared = None;
         if req.operation == Operation::Update {
             if let Target::Mount(m, rest) = &target {
                 if let Some(backend) = &m.backend {
-                    let probe = self.sdk_request(&req, m, rest, entry.as_deref(), &request_id);
+                    let mut probe = self.sdk_request(&req, m, rest, entry.as_deref(), &request_id);
                     if backend.existence_check(&probe).await? == Some(false) {
                         req.operation = Operation::Create;
+                        probe.operation = Operation::Create;
                     }
+                    prepared = Some(probe);
                 }
             }
         }
@@ -198,6 +184,7 @@ impl Core {
             operation: req.operation.as_str(),
             path: &req.path,
             client_token: if entry.is_some() { &token } else { "" },
+            token_hash: entry.as_deref().map(|e| e.id_hash.as_str()).unwrap_or(""),
             accessor: entry.as_deref().map(|e| e.accessor.as_str()).unwrap_or(""),
             display_name: entry
                 .as_deref()
@@ -211,7 +198,7 @@ impl Core {
             remote_address: req.remote_addr.as_deref().unwrap_or(""),
             mount_type: &mount_type,
         };
-        state.audit.log_request(&record)?;
+        let audited = state.audit.log_request(&record).await?;
         let result = match &target {
             Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await,
             Target::Token => match entry.as_deref() {
@@ -219,16 +206,26 @@ impl Core {
                 None => Err(CoreError::PermissionDenied),
             },
             Target::Mount(m, rest) => {
-                self.handle_mount(&state, &req, m, rest, entry.as_deref(), &request_id)
+                let sdk_req = match prepared.take() {
+                    Some(r) => r,
+                    None => self.sdk_request(&req, m, rest, entry.as_deref(), &request_id),
+                };
+                self.handle_mount(&state, &req, m, sdk_req, entry.as_deref())
                     .await
             }
         };
-        if state.audit.enabled() {
-            match &result {
-                Ok(resp) => state.audit.log_response(&record, &audit_view(resp), None)?,
-                Err(e) => state
+        match &result {
+            Ok(resp) => {
+                state
                     .audit
-                    .log_response(&record, &Value::Null, Some(&e.to_string()))?,
+                    .log_response(&record, audited.as_ref(), Some(resp), None)
+                    .await?
+            }
+            Err(e) => {
+                state
+                    .audit
+                    .log_response(&record, audited.as_ref(), None, Some(&e.to_string()))
+                    .await?
             }
         }
         let mut resp = result?;
@@ -316,11 +313,9 @@ impl Core {
         state: &Arc<Unsealed>,
         req: &LogicalRequest,
         m: &Arc<Mounted>,
-        rest: &str,
+        mut sdk_req: coffer_sdk::Request,
         entry: Option<&TokenEntry>,
-        id: &str,
     ) -> Result<LogicalResponse, CoreError> {
-        let mut sdk_req = self.sdk_request(req, m, rest, entry, id);
         let resp = match &m.backend {
             Some(backend) => backend.handle_request(&mut sdk_req).await?,
             None => {

@@ -4,8 +4,9 @@ use actix_web::http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TY
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use coffer_core::{CoreError, LogicalResponse};
-use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::json;
 
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -71,35 +72,101 @@ pub fn render(resp: LogicalResponse) -> HttpResponse {
         return builder.status(StatusCode::NO_CONTENT).finish();
     }
     let code = if resp.status == 204 { 200 } else { resp.status };
-    let mut body = Map::new();
-    if resp.copy_data_to_top {
-        if let Some(data) = &resp.data {
-            for (k, v) in data {
-                body.insert(k.clone(), v.clone());
+    match serde_json::to_vec(&Envelope(&resp)) {
+        Ok(body) => builder
+            .status(status(code))
+            .insert_header((CONTENT_TYPE, "application/json"))
+            .body(body),
+        Err(e) => error_response(500, vec![format!("failed to encode response: {e}")]),
+    }
+}
+
+/// The envelope's own keys (a `copy_data_to_top` field of the same name loses to them).
+const ENVELOPE_KEYS: [&str; 9] = [
+    "request_id",
+    "lease_id",
+    "renewable",
+    "lease_duration",
+    "data",
+    "wrap_info",
+    "warnings",
+    "auth",
+    "mount_type",
+];
+
+/// Vault's envelope, serialised straight from the response (no intermediate `Value`
+/// tree, no clones of `data`).
+struct Envelope<'a>(&'a LogicalResponse);
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let resp = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if resp.copy_data_to_top {
+            if let Some(data) = &resp.data {
+                for (k, v) in data {
+                    if !ENVELOPE_KEYS.contains(&k.as_str()) {
+                        map.serialize_entry(k, v)?;
+                    }
+                }
             }
         }
+        map.serialize_entry("request_id", &resp.request_id)?;
+        map.serialize_entry("lease_id", &resp.lease_id)?;
+        map.serialize_entry("renewable", &resp.renewable)?;
+        map.serialize_entry("lease_duration", &resp.lease_duration)?;
+        map.serialize_entry("data", &resp.data)?;
+        map.serialize_entry("wrap_info", &resp.wrap_info)?;
+        let warnings = (!resp.warnings.is_empty()).then_some(&resp.warnings);
+        map.serialize_entry("warnings", &warnings)?;
+        map.serialize_entry("auth", &resp.auth)?;
+        map.serialize_entry("mount_type", "")?;
+        map.end()
     }
-    body.insert("request_id".into(), Value::String(resp.request_id));
-    body.insert("lease_id".into(), Value::String(resp.lease_id));
-    body.insert("renewable".into(), Value::Bool(resp.renewable));
-    body.insert("lease_duration".into(), json!(resp.lease_duration));
-    body.insert(
-        "data".into(),
-        resp.data.map(Value::Object).unwrap_or(Value::Null),
-    );
-    body.insert("wrap_info".into(), resp.wrap_info.unwrap_or(Value::Null));
-    body.insert(
-        "warnings".into(),
-        if resp.warnings.is_empty() {
-            Value::Null
-        } else {
-            json!(resp.warnings)
-        },
-    );
-    body.insert("auth".into(), resp.auth.unwrap_or(Value::Null));
-    body.insert("mount_type".into(), Value::String(String::new()));
-    builder
-        .status(status(code))
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(Value::Object(body).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value};
+
+    #[test]
+    fn envelope_matches_vaults_shape() {
+        let mut data = Map::new();
+        data.insert("value".into(), json!("x"));
+        data.insert("request_id".into(), json!("shadowed"));
+        let resp = LogicalResponse {
+            request_id: "id-1".into(),
+            status: 200,
+            data: Some(data),
+            lease_duration: 60,
+            ..Default::default()
+        };
+        let v: Value =
+            serde_json::from_slice(&serde_json::to_vec(&Envelope(&resp)).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "request_id": "id-1", "lease_id": "", "renewable": false, "lease_duration": 60,
+                "data": {"value": "x", "request_id": "shadowed"}, "wrap_info": null,
+                "warnings": null, "auth": null, "mount_type": ""
+            })
+        );
+        let top = LogicalResponse {
+            copy_data_to_top: true,
+            warnings: vec!["w".into()],
+            ..resp
+        };
+        let text = serde_json::to_string(&Envelope(&top)).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["value"], "x");
+        assert_eq!(v["request_id"], "id-1");
+        assert_eq!(v["warnings"], json!(["w"]));
+        // The shadowed data field is only inside `data`, not repeated at the top.
+        assert_eq!(
+            text.matches("\"request_id\":\"shadowed\"").count(),
+            1,
+            "{text}"
+        );
+    }
 }

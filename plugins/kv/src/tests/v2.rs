@@ -560,3 +560,63 @@ async fn nested_paths_do_not_collide() {
         json!({"keys": ["a/"]})
     );
 }
+
+/// Reads serve decoded metadata from a cache: a change made by this mount shows at once,
+/// and a change that arrives through replication (storage changed underneath, then the
+/// core's `invalidate`) shows once it is invalidated.
+#[tokio::test]
+async fn cached_metadata_follows_local_and_replicated_changes() {
+    use coffer_sdk::{Storage, StorageOp};
+
+    let kv = mount().await;
+    kv.ok(Update, "data/app", json!({"data": {"v": 1}})).await;
+    assert_eq!(
+        kv.data(Read, "data/app", json!({})).await["metadata"]["version"],
+        1
+    );
+    kv.ok(Update, "data/app", json!({"data": {"v": 2}})).await;
+    let read = kv.data(Read, "data/app", json!({})).await;
+    assert_eq!(read["metadata"]["version"], 2);
+    assert_eq!(read["data"]["v"], 2);
+    kv.ok(Delete, "data/app", json!({})).await;
+    assert_eq!(kv.status(Read, "data/app", json!({})).await, 404);
+    kv.ok(Update, "undelete/app", json!({"versions": [2]}))
+        .await;
+    assert_eq!(kv.data(Read, "data/app", json!({})).await["data"]["v"], 2);
+
+    // Another node wrote version 3 (what replication applies under this node).
+    let meta_key = "_kv2/meta/app";
+    let mut meta: Value =
+        serde_json::from_slice(&kv.storage.get(meta_key).await.unwrap().unwrap()).unwrap();
+    let created = meta["versions"]["2"]["created_time"].clone();
+    meta["current_version"] = json!(3);
+    meta["versions"]["3"] =
+        json!({"created_time": created, "deletion_time": null, "destroyed": false});
+    let record = json!({"created_time": created, "data": {"v": 3}});
+    kv.storage
+        .commit(vec![
+            StorageOp::Put {
+                key: "_kv2/ver/app/3".into(),
+                value: serde_json::to_vec(&record).unwrap(),
+            },
+            StorageOp::Put {
+                key: meta_key.into(),
+                value: serde_json::to_vec(&meta).unwrap(),
+            },
+        ])
+        .await
+        .unwrap();
+    // Not invalidated yet: the cached metadata still says version 2.
+    assert_eq!(
+        kv.data(Read, "data/app", json!({})).await["metadata"]["version"],
+        2
+    );
+    kv.backend.invalidate(meta_key);
+    let read = kv.data(Read, "data/app", json!({})).await;
+    assert_eq!(read["metadata"]["version"], 3);
+    assert_eq!(read["data"]["v"], 3);
+
+    // Metadata deleted: the secret is gone at once.
+    kv.ok(Delete, "metadata/app", json!({})).await;
+    assert_eq!(kv.status(Read, "data/app", json!({})).await, 404);
+}

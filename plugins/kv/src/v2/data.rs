@@ -134,7 +134,7 @@ impl KvV2 {
         data: Map<String, Value>,
     ) -> Result<Response, SdkError> {
         let (version, vm, ops) = append_version(path, config, &mut meta, data, Utc::now())?;
-        storage.commit(ops).await?;
+        self.commit_secret(storage, path, ops).await?;
         Ok(Response::data(meta.version_body(version, &vm)))
     }
 
@@ -151,7 +151,10 @@ impl KvV2 {
         let path = params::secret_path(path)?;
         let requested = params::version_param(req)?;
         let _guard = self.lock(path).read().await;
-        let meta = load_meta(storage, path).await?.ok_or(SdkError::NotFound)?;
+        let meta = self
+            .cached_meta(storage, path)
+            .await?
+            .ok_or(SdkError::NotFound)?;
         let version = if requested == 0 {
             meta.current_version
         } else {
@@ -162,8 +165,8 @@ impl KvV2 {
         if !vm.is_live(Utc::now()) {
             return Ok(not_found_with(read_body(field, Value::Null, metadata)));
         }
-        let record = load_version(storage, path, version).await?;
-        let payload = Value::Object(shape(record.data));
+        let data = load_version(storage, path, version).await?;
+        let payload = Value::Object(shape(data));
         Ok(Response::data(read_body(field, payload, metadata)))
     }
 
@@ -230,7 +233,7 @@ impl KvV2 {
         if !vm.is_live(Utc::now()) {
             return Ok(not_found_with(meta.version_body(latest, vm)));
         }
-        let mut merged = Value::Object(load_version(storage, path, latest).await?.data);
+        let mut merged = Value::Object(load_version(storage, path, latest).await?);
         merge_patch(&mut merged, &patch);
         let Value::Object(merged) = merged else {
             return Err(SdkError::Internal(
@@ -257,7 +260,8 @@ impl KvV2 {
         let latest = meta.current_version;
         if let Some(vm) = meta.versions.get_mut(&latest).filter(|vm| vm.is_live(now)) {
             vm.deletion_time = Some(now);
-            storage.commit(vec![put_meta(path, &meta)?]).await?;
+            self.commit_secret(storage, path, vec![put_meta(path, &meta)?])
+                .await?;
         }
         Ok(Response::empty())
     }
@@ -300,7 +304,7 @@ impl KvV2 {
         if changed {
             let mut batch = vec![put_meta(path, &meta)?];
             batch.extend(data_deletes);
-            storage.commit(batch).await?;
+            self.commit_secret(storage, path, batch).await?;
         }
         Ok(Response::empty())
     }

@@ -191,7 +191,8 @@ impl KvV2 {
             None => KeyMetadata::new(Utc::now()),
         };
         fields.apply(&mut meta, false)?;
-        storage.commit(vec![put_meta(path, &meta)?]).await?;
+        self.commit_secret(storage, path, vec![put_meta(path, &meta)?])
+            .await?;
         Ok(response)
     }
 
@@ -208,7 +209,8 @@ impl KvV2 {
         let _guard = self.lock(path).write().await;
         let mut meta = load_meta(storage, path).await?.ok_or(SdkError::NotFound)?;
         fields.apply(&mut meta, true)?;
-        storage.commit(vec![put_meta(path, &meta)?]).await?;
+        self.commit_secret(storage, path, vec![put_meta(path, &meta)?])
+            .await?;
         Ok(response)
     }
 
@@ -233,7 +235,7 @@ impl KvV2 {
         ops.push(StorageOp::Delete {
             key: crate::layout::meta_key(path),
         });
-        storage.commit(ops).await?;
+        self.commit_secret(storage, path, ops).await?;
         Ok(Response::empty())
     }
 }

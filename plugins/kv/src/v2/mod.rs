@@ -22,24 +22,104 @@
 //! as one `commit`, so a write (new version + metadata + pruned versions) is one Raft
 //! entry and is never half-applied. Reads take the same lock shared, so they never see
 //! metadata pointing at a version another request is pruning.
+//!
+//! Reads keep the decoded metadata of recently read secrets in a bounded cache
+//! ([`MetaCache`]): decoding it (JSON with RFC 3339 times) was 8% of a KV read's CPU.
+//! Storage stays the authority and its format is unchanged: an entry is dropped after
+//! every local commit that touches the secret and on every replicated change of its
+//! metadata key ([`Backend::invalidate`], on standbys too), and a read that raced with
+//! such a change does not put what it read into the cache (per-stripe generations).
 
 mod data;
 mod metadata;
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_sdk::storage::json_op;
 use coffer_sdk::{Backend, Operation, Request, Response, SdkError, Storage, StorageExt, StorageOp};
 use tokio::sync::{Mutex, RwLock};
 
-use crate::layout::{meta_key, version_key, KeyMetadata, MountConfig, VersionRecord, CONFIG_KEY};
+use crate::layout::{meta_key, version_key, KeyMetadata, MountConfig, CONFIG_KEY, META_PREFIX};
 use crate::upgrade;
 
 /// Number of lock stripes per mount (paths hash onto them).
 const LOCK_STRIPES: usize = 64;
+
+/// Most secrets whose decoded metadata a mount keeps (a few hundred bytes each).
+const META_CACHE_ENTRIES: usize = 4096;
+
+/// The stripe (lock and cache generation) of a secret path.
+fn stripe(path: &str) -> usize {
+    let mut hasher = DefaultHasher::new();
+    path.hash(&mut hasher);
+    (hasher.finish() % LOCK_STRIPES as u64) as usize
+}
+
+/// Decoded metadata of recently read secrets, by secret path.
+///
+/// A reader notes its stripe's generation before it reads storage and inserts what it
+/// read only if the generation is unchanged; [`MetaCache::forget`] bumps the generation
+/// and removes the entry under the same lock. Every change of a secret's metadata is
+/// followed by a `forget` (after the local commit, and from the apply listener on every
+/// node), so a value read before a change never lands in the cache after it.
+struct MetaCache {
+    map: std::sync::RwLock<HashMap<String, Arc<KeyMetadata>>>,
+    generations: [AtomicU64; LOCK_STRIPES],
+}
+
+impl Default for MetaCache {
+    fn default() -> Self {
+        MetaCache {
+            map: std::sync::RwLock::new(HashMap::new()),
+            generations: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl MetaCache {
+    fn get(&self, path: &str) -> Option<Arc<KeyMetadata>> {
+        self.map.read().ok()?.get(path).cloned()
+    }
+
+    fn generation(&self, stripe: usize) -> u64 {
+        self.generations[stripe].load(Ordering::Acquire)
+    }
+
+    fn insert(&self, path: &str, stripe: usize, generation: u64, meta: Arc<KeyMetadata>) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if self.generations[stripe].load(Ordering::Acquire) != generation {
+            return;
+        }
+        if map.len() >= META_CACHE_ENTRIES && !map.contains_key(path) {
+            // Bounded: make room by dropping an arbitrary entry.
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(path.to_string(), meta);
+    }
+
+    fn forget(&self, path: &str) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.generations[stripe(path)].fetch_add(1, Ordering::AcqRel);
+        map.remove(path);
+    }
+
+    fn clear(&self) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for g in &self.generations {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        map.clear();
+    }
+}
 
 /// Which endpoint a request path addresses; the payload is the secret path after the
 /// endpoint prefix.
@@ -105,6 +185,8 @@ pub struct KvV2 {
     upgrade_lock: Mutex<()>,
     /// Per-path locks, striped.
     locks: [RwLock<()>; LOCK_STRIPES],
+    /// Decoded metadata of recently read secrets.
+    meta_cache: MetaCache,
 }
 
 impl Default for KvV2 {
@@ -113,6 +195,7 @@ impl Default for KvV2 {
             upgraded: AtomicBool::new(false),
             upgrade_lock: Mutex::new(()),
             locks: std::array::from_fn(|_| RwLock::new(())),
+            meta_cache: MetaCache::default(),
         }
     }
 }
@@ -125,9 +208,40 @@ impl KvV2 {
 
     /// The lock guarding one secret path.
     fn lock(&self, path: &str) -> &RwLock<()> {
-        let mut hasher = DefaultHasher::new();
-        path.hash(&mut hasher);
-        &self.locks[(hasher.finish() % LOCK_STRIPES as u64) as usize]
+        &self.locks[stripe(path)]
+    }
+
+    /// A secret's metadata for reading, from the cache or from storage.
+    async fn cached_meta(
+        &self,
+        storage: &dyn Storage,
+        path: &str,
+    ) -> Result<Option<Arc<KeyMetadata>>, SdkError> {
+        if let Some(meta) = self.meta_cache.get(path) {
+            return Ok(Some(meta));
+        }
+        let stripe = stripe(path);
+        let generation = self.meta_cache.generation(stripe);
+        let Some(meta) = load_meta(storage, path).await? else {
+            return Ok(None);
+        };
+        let meta = Arc::new(meta);
+        self.meta_cache
+            .insert(path, stripe, generation, meta.clone());
+        Ok(Some(meta))
+    }
+
+    /// Commit changes to the secret at `path`, then drop its cached metadata (also when
+    /// the commit failed: its outcome may be unknown).
+    async fn commit_secret(
+        &self,
+        storage: &dyn Storage,
+        path: &str,
+        ops: Vec<StorageOp>,
+    ) -> Result<(), SdkError> {
+        let result = storage.commit(ops).await;
+        self.meta_cache.forget(path);
+        result
     }
 
     /// Move v1 data into the v2 layout before serving the first request (idempotent; the
@@ -140,7 +254,9 @@ impl KvV2 {
         if self.upgraded.load(Ordering::Acquire) {
             return Ok(());
         }
-        upgrade::run(storage).await?;
+        let result = upgrade::run(storage).await;
+        self.meta_cache.clear();
+        result?;
         self.upgraded.store(true, Ordering::Release);
         Ok(())
     }
@@ -156,15 +272,23 @@ async fn load_meta(storage: &dyn Storage, path: &str) -> Result<Option<KeyMetada
     storage.get_json(&meta_key(path)).await
 }
 
+/// The part of a stored [`crate::layout::VersionRecord`] that reads need: its secret map
+/// (the record's `created_time` is skipped, not parsed; the metadata has it too).
+#[derive(serde::Deserialize)]
+struct StoredData {
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
 /// The data of a version the metadata says is live.
 async fn load_version(
     storage: &dyn Storage,
     path: &str,
     version: u64,
-) -> Result<VersionRecord, SdkError> {
+) -> Result<serde_json::Map<String, serde_json::Value>, SdkError> {
     storage
-        .get_json(&version_key(path, version))
+        .get_json::<StoredData>(&version_key(path, version))
         .await?
+        .map(|stored| stored.data)
         .ok_or_else(|| SdkError::Internal(format!("could not find data of version {version}")))
 }
 
@@ -225,7 +349,13 @@ impl Backend for KvV2 {
         if crate::params::secret_path(path).is_err() {
             return Ok(Some(false));
         }
-        Ok(Some(load_meta(storage, path).await?.is_some()))
+        Ok(Some(self.cached_meta(storage, path).await?.is_some()))
+    }
+
+    fn invalidate(&self, key: &str) {
+        if let Some(path) = key.strip_prefix(META_PREFIX) {
+            self.meta_cache.forget(path);
+        }
     }
 }
 
