@@ -377,24 +377,6 @@ pub struct JoinRequest {
     pub auto_join: Option<String>,
 }
 
-fn response(data: Value) -> LogicalResponse {
-    LogicalResponse {
-        status: 200,
-        data: match data {
-            Value::Object(m) => Some(m),
-            _ => Some(Map::new()),
-        },
-        ..Default::default()
-    }
-}
-
-fn no_content() -> LogicalResponse {
-    LogicalResponse {
-        status: 204,
-        ..Default::default()
-    }
-}
-
 fn string_field<'a>(req: &'a LogicalRequest, name: &str) -> Result<&'a str, CoreError> {
     req.data
         .get(name)
@@ -758,7 +740,7 @@ impl Core {
             root_key: b64().encode(root_key),
             keyring: b64().encode(keyring),
         };
-        Ok(response(
+        Ok(LogicalResponse::ok(
             serde_json::to_value(challenge).map_err(|e| CoreError::Internal(e.to_string()))?,
         ))
     }
@@ -828,8 +810,9 @@ impl Core {
             keyring: b64().encode(keyring),
             index,
         };
-        let mut resp =
-            response(serde_json::to_value(out).map_err(|e| CoreError::Internal(e.to_string()))?);
+        let mut resp = LogicalResponse::ok(
+            serde_json::to_value(out).map_err(|e| CoreError::Internal(e.to_string()))?,
+        );
         resp.index = index;
         Ok(resp)
     }
@@ -859,7 +842,7 @@ impl Core {
                 }),
             );
         }
-        Ok(response(json!({
+        Ok(LogicalResponse::ok(json!({
             "healthy": st.healthy,
             "failure_tolerance": st.failure_tolerance,
             "optimistic_failure_tolerance": st.failure_tolerance,
@@ -882,20 +865,20 @@ impl Core {
             "step-down" if write => {
                 self.require_active()?;
                 self.cluster.step_down().await?;
-                no_content()
+                LogicalResponse::no_content(0)
             }
             "storage/raft/bootstrap/challenge" if write => self.bootstrap_challenge(req)?,
             "storage/raft/bootstrap/answer" if write => self.bootstrap_answer(state, req).await?,
             "storage/raft/configuration" if op == Operation::Read => {
                 let c = self.cluster.configuration();
-                response(json!({ "config": { "index": c.index, "servers": c.servers } }))
+                LogicalResponse::ok(json!({ "config": { "index": c.index, "servers": c.servers } }))
             }
             "storage/raft/remove-peer" if write => {
                 self.require_active()?;
                 let id = string_field(req, "server_id")?;
                 self.cluster.remove_peer(id).await?;
                 tracing::info!(server_id = %id, "removed a raft peer");
-                no_content()
+                LogicalResponse::no_content(0)
             }
             "storage/raft/autopilot/state" if op == Operation::Read => self.autopilot_json()?,
             "storage/raft/snapshot" if op == Operation::Read => self.snapshot_save()?,

@@ -61,6 +61,29 @@ pub struct LogicalResponse {
     pub index: u64,
 }
 
+impl LogicalResponse {
+    /// 200 with `data` (anything but an object becomes an empty `data` object).
+    pub fn ok(data: Value) -> Self {
+        LogicalResponse {
+            status: 200,
+            data: Some(match data {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// 204, reporting the Raft index of the write in `X-Vault-Index` (0 = none).
+    pub fn no_content(index: u64) -> Self {
+        LogicalResponse {
+            status: 204,
+            index,
+            ..Default::default()
+        }
+    }
+}
+
 /// Reject paths that could escape their mount or confuse routing.
 pub fn sanitize_path(path: &str) -> Result<String, CoreError> {
     let trimmed = path.trim_start_matches('/');

@@ -807,7 +807,7 @@ impl Core {
                 if keys.is_empty() {
                     return Err(CoreError::NotFound(String::new()));
                 }
-                return Ok(data(json!({ "keys": keys })));
+                return Ok(LogicalResponse::ok(json!({ "keys": keys })));
             }
         }
         let (verb, url_id) = match op.split_once('/') {
@@ -822,14 +822,14 @@ impl Core {
                     .get_json(&lease_key(&id))?
                     .ok_or_else(not_found)?;
                 if idx.is_secret() {
-                    return Ok(data(lookup_json(&id, &idx)));
+                    return Ok(LogicalResponse::ok(lookup_json(&id, &idx)));
                 }
                 let token = state
                     .tokens
                     .lookup_hash(&idx.token_hash)?
                     .ok_or_else(not_found)?;
                 let ttl = (token.expire_time - crate::now_unix()).max(0);
-                Ok(data(json!({
+                Ok(LogicalResponse::ok(json!({
                     "id": id,
                     "issue_time": rfc3339(token.creation_time),
                     "expire_time": rfc3339(token.expire_time),
@@ -864,7 +864,7 @@ impl Core {
             "revoke" => {
                 self.revoke_lease(state, &lease_id(url_id)?, Force::No, None)
                     .await?;
-                Ok(empty(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
             "revoke-prefix" | "revoke-force" => {
                 let prefix = url_id.filter(|p| !p.is_empty()).ok_or_else(|| {
@@ -879,9 +879,9 @@ impl Core {
                     Force::No
                 };
                 self.revoke_prefix(state, prefix, force, None).await?;
-                Ok(empty(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
-            "tidy" if url_id.is_none() => Ok(empty(0)),
+            "tidy" if url_id.is_none() => Ok(LogicalResponse::no_content(0)),
             _ => Err(CoreError::NotFound(format!(
                 "no handler for route \"{}\". route entry not found.",
                 req.path
@@ -913,22 +913,6 @@ fn rfc3339(unix: i64) -> Value {
     match chrono::DateTime::from_timestamp(unix, 0) {
         Some(t) if unix != 0 => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         _ => Value::Null,
-    }
-}
-
-fn data(v: Value) -> LogicalResponse {
-    LogicalResponse {
-        status: 200,
-        data: v.as_object().cloned(),
-        ..Default::default()
-    }
-}
-
-fn empty(index: u64) -> LogicalResponse {
-    LogicalResponse {
-        status: 204,
-        index,
-        ..Default::default()
     }
 }
 

@@ -282,25 +282,6 @@ impl ExternalPlugins {
     }
 }
 
-fn response(data: Value) -> LogicalResponse {
-    LogicalResponse {
-        status: 200,
-        data: Some(match data {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn no_content(index: u64) -> LogicalResponse {
-    LogicalResponse {
-        status: 204,
-        index,
-        ..Default::default()
-    }
-}
-
 fn string_list(data: &Map<String, Value>, key: &str) -> Result<Vec<String>, CoreError> {
     match data.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -357,7 +338,7 @@ impl Core {
                             "deprecation_status": "supported"}),
                     });
                 }
-                Ok(response(json!({
+                Ok(LogicalResponse::ok(json!({
                     "secret": secret,
                     "auth": auth,
                     "database": [],
@@ -372,7 +353,7 @@ impl Core {
                     "auth" => self.catalog.names(Table::Auth),
                     _ => Vec::new(),
                 };
-                Ok(response(json!({ "keys": keys })))
+                Ok(LogicalResponse::ok(json!({ "keys": keys })))
             }
             ("secret", name) if !name.is_empty() => self.catalog_entry_op(state, name, req).await,
             ("auth" | "database", _) => Err(CoreError::BadRequest(format!(
@@ -394,7 +375,7 @@ impl Core {
         match req.operation {
             Operation::Read => {
                 if self.catalog.names(Table::Secret).iter().any(|n| n == name) {
-                    return Ok(response(json!({
+                    return Ok(LogicalResponse::ok(json!({
                         "name": name, "builtin": true, "command": "", "args": [],
                         "sha256": "", "version": format!("v{}+builtin", crate::VAULT_VERSION),
                     })));
@@ -402,7 +383,7 @@ impl Core {
                 let entry = load_entry(&state.store, name)?
                     .ok_or_else(|| CoreError::NotFound(String::new()))?;
                 // `env` is not shown: it may hold credentials (as Vault).
-                Ok(response(json!({
+                Ok(LogicalResponse::ok(json!({
                     "name": entry.name, "builtin": false, "command": entry.command,
                     "args": entry.args, "sha256": entry.sha256, "version": "",
                 })))
@@ -417,7 +398,7 @@ impl Core {
                     .map_err(CoreError::BadRequest)?;
                 let index = state.store.put_json(&catalog_key(name), &entry).await?;
                 tracing::info!(plugin = %name, command = %entry.command, "registered external plugin");
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             Operation::Delete => {
                 if self.builtin_plugin(Table::Secret, name) {
@@ -437,7 +418,7 @@ impl Core {
                     )));
                 }
                 let index = state.store.delete(&catalog_key(name)).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             _ => Err(CoreError::Backend(SdkError::UnsupportedOperation)),
         }

@@ -47,29 +47,10 @@ pub fn is_root_path(path: &str) -> bool {
     })
 }
 
-fn ok(data: Value) -> LogicalResponse {
-    LogicalResponse {
-        status: 200,
-        data: Some(match data {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }),
-        ..Default::default()
-    }
-}
-
 fn ok_top(data: Value) -> LogicalResponse {
-    let mut r = ok(data);
+    let mut r = LogicalResponse::ok(data);
     r.copy_data_to_top = true;
     r
-}
-
-fn no_content(index: u64) -> LogicalResponse {
-    LogicalResponse {
-        status: 204,
-        index,
-        ..Default::default()
-    }
 }
 
 fn unsupported() -> CoreError {
@@ -156,11 +137,11 @@ impl Core {
             "rotate" if write => {
                 let term = self.barrier.rotate().await?;
                 tracing::info!(term, "installed new encryption key");
-                Ok(no_content(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
             "seal" if write => {
                 self.seal_now().await?;
-                Ok(no_content(0))
+                Ok(LogicalResponse::no_content(0))
             }
             "mounts" | "auth" if op == Operation::Read => {
                 let table = if path == "mounts" {
@@ -186,7 +167,7 @@ impl Core {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let index = self.remount(state, from, to).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             "policy" if matches!(op, Operation::Read | Operation::List) => {
                 let names = state.policies.list()?;
@@ -223,7 +204,9 @@ impl Core {
                 for m in state.router()?.entries(Table::Auth) {
                     auth.insert(m.entry.path.clone(), mount_json(&m.entry));
                 }
-                Ok(ok(json!({ "secret": secret, "auth": auth })))
+                Ok(LogicalResponse::ok(
+                    json!({ "secret": secret, "auth": auth }),
+                ))
             }
             _ => {
                 if let Some(op) = path.strip_prefix("leases/") {
@@ -293,13 +276,13 @@ impl Core {
                                 options,
                             )
                             .await?;
-                            Ok(no_content(index))
+                            Ok(LogicalResponse::no_content(index))
                         }
                         Operation::Delete => {
                             let index =
                                 crate::audit::disable(&state.store, &state.audit, &device_path)
                                     .await?;
-                            Ok(no_content(index))
+                            Ok(LogicalResponse::no_content(index))
                         }
                         _ => Err(unsupported()),
                     };
@@ -360,11 +343,11 @@ impl Core {
                 };
                 let text = decode_maybe_base64(&text);
                 let index = state.policies.put(name, &text).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             Operation::Delete => {
                 let index = state.policies.delete(name).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             _ => Err(unsupported()),
         }
@@ -448,7 +431,7 @@ impl Core {
         if let Value::Object(map) = &mut v {
             map.insert("path".into(), Value::String(m.entry.path.clone()));
         }
-        Ok(ok(v))
+        Ok(LogicalResponse::ok(v))
     }
 
     async fn mount_op(
@@ -501,7 +484,7 @@ impl Core {
             }
             (Operation::Update | Operation::Create, true) => {
                 let index = self.tune(state, table, &path, &req.data).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             (Operation::Update | Operation::Create, false) => {
                 let kind = req
@@ -566,11 +549,11 @@ impl Core {
                         .unwrap_or(false),
                 };
                 let index = self.mount(state, table, entry).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             (Operation::Delete, false) => {
                 let index = self.unmount(state, table, &path).await?;
-                Ok(no_content(index))
+                Ok(LogicalResponse::no_content(index))
             }
             _ => Err(unsupported()),
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use coffer_sdk::{fields, Operation};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::handling::{LogicalRequest, LogicalResponse};
 use crate::token::{new_service_token, TokenEntry};
@@ -86,25 +86,6 @@ fn auth_response(token: &str, entry: &TokenEntry) -> LogicalResponse {
     }
 }
 
-fn data_response(data: Value) -> LogicalResponse {
-    LogicalResponse {
-        status: 200,
-        data: match data {
-            Value::Object(m) => Some(m),
-            _ => Some(Map::new()),
-        },
-        ..Default::default()
-    }
-}
-
-fn empty(index: u64) -> LogicalResponse {
-    LogicalResponse {
-        status: 204,
-        index,
-        ..Default::default()
-    }
-}
-
 impl Core {
     /// Serve `auth/token/...` (already authorised by the pipeline).
     pub(crate) async fn handle_token(
@@ -132,7 +113,7 @@ impl Core {
             "roles" | "roles/" => self.handle_token_roles(state, req, "").await,
             "tidy" if write => self.tidy_tokens(state).await,
             "lookup-self" if op == Operation::Read || write => {
-                Ok(data_response(lookup_json(caller, caller_token)))
+                Ok(LogicalResponse::ok(lookup_json(caller, caller_token)))
             }
             "lookup" if write || op == Operation::Read => {
                 let token = field("token");
@@ -140,18 +121,18 @@ impl Core {
                     .tokens
                     .lookup(&token)?
                     .ok_or_else(|| CoreError::BadRequest("bad token".into()))?;
-                Ok(data_response(lookup_json(&entry, &token)))
+                Ok(LogicalResponse::ok(lookup_json(&entry, &token)))
             }
             "lookup-accessor" if write => {
                 let entry = state
                     .tokens
                     .lookup_accessor(&field("accessor"))?
                     .ok_or_else(|| CoreError::BadRequest("invalid accessor".into()))?;
-                Ok(data_response(lookup_json(&entry, "")))
+                Ok(LogicalResponse::ok(lookup_json(&entry, "")))
             }
             "revoke-self" if write => {
                 state.tokens.revoke_tree(caller).await?;
-                Ok(empty(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
             "revoke" | "revoke-orphan" if write => {
                 let token = field("token");
@@ -162,13 +143,13 @@ impl Core {
                         state.tokens.revoke_tree(&entry).await?;
                     }
                 }
-                Ok(empty(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
             "revoke-accessor" if write => {
                 if let Some(entry) = state.tokens.lookup_accessor(&field("accessor"))? {
                     state.tokens.revoke_tree(&entry).await?;
                 }
-                Ok(empty(self.cluster.applied_index()))
+                Ok(LogicalResponse::no_content(self.cluster.applied_index()))
             }
             "renew-self" if write => self.renew_token(state, req, caller, caller_token).await,
             "renew" if write => {
@@ -195,7 +176,7 @@ impl Core {
                 if keys.is_empty() {
                     return Err(CoreError::NotFound(String::new()));
                 }
-                Ok(data_response(json!({ "keys": keys })))
+                Ok(LogicalResponse::ok(json!({ "keys": keys })))
             }
             _ => {
                 if let Some(name) = path.strip_prefix("roles/") {

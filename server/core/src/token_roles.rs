@@ -101,11 +101,7 @@ impl Core {
             if keys.is_empty() {
                 return Err(CoreError::NotFound(String::new()));
             }
-            return Ok(LogicalResponse {
-                status: 200,
-                data: json!({ "keys": keys }).as_object().cloned(),
-                ..Default::default()
-            });
+            return Ok(LogicalResponse::ok(json!({ "keys": keys })));
         }
         let name = role_name(name)?;
         let key = format!("{ROLE_PREFIX}{name}");
@@ -183,19 +179,11 @@ impl Core {
                     role.path_suffix = v.trim_matches('/').to_string();
                 }
                 let index = state.store.put_json(&key, &role).await?;
-                Ok(LogicalResponse {
-                    status: 204,
-                    index,
-                    ..Default::default()
-                })
+                Ok(LogicalResponse::no_content(index))
             }
             Operation::Delete => {
                 let index = state.store.delete(&key).await?;
-                Ok(LogicalResponse {
-                    status: 204,
-                    index,
-                    ..Default::default()
-                })
+                Ok(LogicalResponse::no_content(index))
             }
             _ => Err(CoreError::Backend(
                 coffer_sdk::SdkError::UnsupportedOperation,
