@@ -81,8 +81,9 @@ pub fn render(resp: LogicalResponse) -> HttpResponse {
     }
 }
 
-/// The envelope's own keys (a `copy_data_to_top` field of the same name loses to them).
-const ENVELOPE_KEYS: [&str; 9] = [
+/// The envelope's own keys (a `copy_data_to_top` field of the same name loses to them;
+/// the CLI strips them to find such copied data).
+pub const ENVELOPE_KEYS: [&str; 9] = [
     "request_id",
     "lease_id",
     "renewable",

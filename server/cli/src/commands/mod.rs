@@ -302,21 +302,10 @@ pub fn data_of(resp: &serde_json::Value) -> serde_json::Map<String, serde_json::
     if let Some(d) = resp.get("data").and_then(|d| d.as_object()) {
         return d.clone();
     }
-    const ENVELOPE: [&str; 9] = [
-        "request_id",
-        "lease_id",
-        "renewable",
-        "lease_duration",
-        "data",
-        "wrap_info",
-        "warnings",
-        "auth",
-        "mount_type",
-    ];
     resp.as_object()
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| !ENVELOPE.contains(&k.as_str()))
+                .filter(|(k, _)| !coffer_http::envelope::ENVELOPE_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
