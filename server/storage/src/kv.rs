@@ -86,9 +86,6 @@ pub trait KvStore: Send + Sync + 'static {
     /// Apply `ops` and set the `meta` values, all atomically.
     fn apply(&self, ops: &[Op], meta: &[(&str, &[u8])]) -> Result<(), StorageError>;
 
-    /// A copy of everything.
-    fn export(&self) -> Result<KvExport, StorageError>;
-
     /// Up to `limit` data pairs with a key above `after` (from the first key when
     /// `None`), in key order. Snapshots read the store in such chunks.
     fn scan_after(
@@ -255,23 +252,6 @@ impl KvStore for SledKv {
         self.db.apply_batch(batch).map_err(sled_err)
     }
 
-    fn export(&self) -> Result<KvExport, StorageError> {
-        let mut out = KvExport::default();
-        for item in self.db.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            match k.first() {
-                Some(&DATA_PREFIX) => out.data.push((decode_key(&k)?, v.to_vec())),
-                Some(&META_PREFIX) => out.meta.push((decode_key(&k)?, v.to_vec())),
-                _ => {
-                    return Err(StorageError::Corrupt(
-                        "a stored key has an unknown prefix".into(),
-                    ))
-                }
-            }
-        }
-        Ok(out)
-    }
-
     fn scan_after(
         &self,
         after: Option<&str>,
@@ -415,14 +395,6 @@ impl KvStore for MemKv {
         Ok(())
     }
 
-    fn export(&self) -> Result<KvExport, StorageError> {
-        let g = self.read();
-        Ok(KvExport {
-            data: g.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            meta: g.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        })
-    }
-
     fn scan_after(
         &self,
         after: Option<&str>,
@@ -472,6 +444,20 @@ mod tests {
             key: key.into(),
             value: value.as_bytes().to_vec(),
         }
+    }
+
+    /// Every data pair, read in scans of at most `chunk` pairs.
+    fn scan_all(kv: &dyn KvStore, chunk: usize) -> Vec<(String, Vec<u8>)> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let part = kv.scan_after(after.as_deref(), chunk).expect("scan");
+            assert!(part.len() <= chunk);
+            let Some(last) = part.last() else { break };
+            after = Some(last.0.clone());
+            all.extend(part);
+        }
+        all
     }
 
     fn contract(kv: &dyn KvStore) {
@@ -524,25 +510,26 @@ mod tests {
         assert_eq!(kv.get("a/b").expect("get"), None);
         assert_eq!(kv.list("a/").expect("list"), vec!["b/", "c/", "f"]);
 
-        let export = kv.export().expect("export");
-        assert_eq!(export.data.len(), 5);
         // Chunked scans cover the data (not the metadata) exactly once, in order.
-        let mut scanned = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let chunk = kv.scan_after(after.as_deref(), 2).expect("scan");
-            assert!(chunk.len() <= 2);
-            let Some(last) = chunk.last() else { break };
-            after = Some(last.0.clone());
-            scanned.extend(chunk);
-        }
-        assert_eq!(scanned, export.data);
+        let scanned = scan_all(kv, 2);
+        assert_eq!(scanned.len(), 5);
+        let expected: Vec<(String, Vec<u8>)> = kv
+            .keys_with_prefix("")
+            .expect("keys")
+            .into_iter()
+            .map(|k| {
+                let v = kv.get(&k).expect("get").expect("present");
+                (k, v)
+            })
+            .collect();
+        assert_eq!(scanned, expected);
         assert_eq!(
-            export.meta,
-            vec![
-                ("last_applied".to_string(), b"8".to_vec()),
-                ("membership".to_string(), b"m".to_vec())
-            ]
+            kv.get_meta("last_applied").expect("meta"),
+            Some(b"8".to_vec())
+        );
+        assert_eq!(
+            kv.get_meta("membership").expect("meta"),
+            Some(b"m".to_vec())
         );
 
         kv.replace_all(KvExport {
@@ -645,7 +632,7 @@ mod tests {
             meta: vec![],
         })
         .expect("replace");
-        assert_eq!(kv.export().expect("export").data, data);
+        assert_eq!(scan_all(&kv, 1000), data);
         kv.replace_all(KvExport::default())
             .expect("replace with nothing");
         assert!(kv.keys_with_prefix("").expect("keys").is_empty());
