@@ -38,22 +38,6 @@ struct Throughput {
     errors: u64,
 }
 
-async fn mount_kv(c: &Cluster, i: usize) -> Result<()> {
-    let (status, body) = c
-        .json(
-            i,
-            "POST",
-            "sys/mounts/kv",
-            None,
-            Some(json!({"type": "kv"})),
-        )
-        .await?;
-    if !status.is_success() {
-        bail!("mount: {status} {body}");
-    }
-    Ok(())
-}
-
 /// 64 writers, each writing its own keys through `targets` (round robin), for `secs`.
 async fn throughput(c: &Arc<Cluster>, targets: &[usize], secs: u64) -> Result<Throughput> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,14 +160,14 @@ async fn main() -> Result<()> {
 
     // Baseline: one node, same load.
     let mut single = Cluster::start(1).await?;
-    mount_kv(&single, 0).await?;
+    single.mount_kv(0).await?;
     let single_arc = Arc::new(single);
     let base = throughput(&single_arc, &[0], secs).await?;
     single = Arc::try_unwrap(single_arc).map_err(|_| anyhow::anyhow!("shared"))?;
 
     let three = Arc::new(Cluster::start(3).await?);
     let leader = three.leader().await?;
-    mount_kv(&three, leader).await?;
+    three.mount_kv(leader).await?;
     let via_leader = throughput(&three, &[leader], secs).await?;
     let standbys: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let via_standbys = throughput(&three, &standbys, secs).await?;

@@ -28,6 +28,19 @@ fn python() -> &'static str {
     }
 }
 
+/// Run a package manager's install command; its output in the error if it fails.
+fn install(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// A directory holding the pinned hvac (and its dependencies), for `PYTHONPATH`.
 fn hvac_dir() -> Result<PathBuf> {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
@@ -36,26 +49,20 @@ fn hvac_dir() -> Result<PathBuf> {
     if marker.exists() {
         return Ok(dir);
     }
-    let out = Command::new(python())
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-warn-script-location", "--upgrade", "--target"])
-        .arg(&dir)
-        .arg(HVAC)
-        .output()
-        .context("running pip (Python with pip is needed for the hvac check)")?;
-    if !out.status.success() {
-        bail!(
-            "pip install {HVAC} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    install(
+        Command::new(python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--no-warn-script-location", "--upgrade", "--target"])
+            .arg(&dir)
+            .arg(HVAC),
+        "pip (Python with pip is needed for the hvac check)",
+    )?;
     std::fs::write(&marker, HVAC)?;
     Ok(dir)
 }
@@ -73,18 +80,12 @@ fn node_vault_dir() -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(src.join("package.json"), dir.join("package.json"))?;
     std::fs::write(dir.join("package-lock.json"), &lock)?;
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(&dir)
-        .output()
-        .context("running npm (Node.js with npm is needed for the node-vault check)")?;
-    if !out.status.success() {
-        bail!(
-            "npm ci (node-vault) failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    install(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir),
+        "npm ci (Node.js with npm is needed for the node-vault check)",
+    )?;
     std::fs::write(&marker, &lock)?;
     Ok(dir.join("node_modules"))
 }

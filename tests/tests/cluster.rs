@@ -14,23 +14,6 @@ use serde_json::{json, Value};
 
 use crate::cluster_harness::{Cluster, THRESHOLD};
 
-/// Mount KV v1 at `kv/` (through node `i`).
-async fn mount_kv(c: &Cluster, i: usize) -> Result<()> {
-    let (status, body) = c
-        .json(
-            i,
-            "POST",
-            "sys/mounts/kv",
-            None,
-            Some(json!({"type": "kv"})),
-        )
-        .await?;
-    if !status.is_success() {
-        bail!("mount kv: {status} {body}");
-    }
-    Ok(())
-}
-
 /// Write `kv/<key>` through node `i`; the `X-Vault-Index` of the answer.
 async fn put(c: &Cluster, i: usize, key: &str, value: &str) -> Result<u64> {
     let r = c
@@ -98,7 +81,7 @@ async fn three_nodes_join_serve_consistent_reads_and_forward() -> Result<()> {
             "node {i} has cluster credentials"
         );
     }
-    mount_kv(&c, leader).await?;
+    c.mount_kv(leader).await?;
 
     // The Raft endpoints live on the cluster port only, behind mutual TLS.
     let r = c.raw(leader, "POST", "../raft/v1/vote", Vec::new()).await?;
@@ -432,7 +415,7 @@ async fn check_history(c: &Cluster, i: usize, acked: &History) -> Result<usize> 
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
     let c = Cluster::start(3).await?;
     let leader = c.leader().await?;
-    mount_kv(&c, leader).await?;
+    c.mount_kv(leader).await?;
     let c = Arc::new(tokio::sync::RwLock::new(c));
     let stop = Arc::new(AtomicBool::new(false));
     let acked: History = Arc::default();
@@ -492,7 +475,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<(
 async fn a_partitioned_leader_cannot_commit_and_the_cluster_heals() -> Result<()> {
     let c = Cluster::start(3).await?;
     let old = c.leader().await?;
-    mount_kv(&c, old).await?;
+    c.mount_kv(old).await?;
     put(&c, old, "before", "1").await?;
 
     c.partition(old)?;
@@ -539,7 +522,7 @@ async fn a_partitioned_leader_cannot_commit_and_the_cluster_heals() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_snapshot_restores_into_a_fresh_cluster_with_the_first_clusters_keys() -> Result<()> {
     let a = Cluster::start(1).await?;
-    mount_kv(&a, 0).await?;
+    a.mount_kv(0).await?;
     put(&a, 0, "from-a", "canary-7f3e1d").await?;
     let snap = a
         .request(0, "GET", "sys/storage/raft/snapshot", None, &[])
@@ -644,7 +627,7 @@ async fn a_node_claiming_an_older_format_holds_back_the_new_entry_type() -> Resu
     let mut c = Cluster::new(3)?;
     c.boot(&[(2, "COFFER_MAX_LOG_FORMAT", "1")]).await?;
     let leader = c.leader().await?;
-    mount_kv(&c, leader).await?;
+    c.mount_kv(leader).await?;
     put(&c, leader, "k", "before").await?;
     let (_, body) = c
         .json(
@@ -707,7 +690,7 @@ async fn crash_rounds(nodes: usize) -> Result<()> {
         .unwrap_or(3);
     let c = Cluster::start(nodes).await?;
     let leader = c.leader().await?;
-    mount_kv(&c, leader).await?;
+    c.mount_kv(leader).await?;
     let c = Arc::new(tokio::sync::RwLock::new(c));
     let acked: History = Arc::default();
     let mut rng = seed();

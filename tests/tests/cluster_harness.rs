@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{binary, free_port, init_crypto};
+use crate::harness::{binary, free_port, init_crypto, poll};
 
 /// Shares and threshold every test cluster is initialised with.
 pub const SHARES: u32 = 3;
@@ -328,28 +328,24 @@ disable_mlock = true
     }
 
     async fn wait_reachable(&self, i: usize) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self
+        let this = self;
+        let reachable = poll(Duration::from_secs(30), move || async move {
+            let r = this
                 .client
-                .get(self.url(i, "sys/seal-status"))
+                .get(this.url(i, "sys/seal-status"))
                 .timeout(Duration::from_secs(2))
                 .send()
-                .await
-            {
-                if r.status() == StatusCode::OK {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} is not reachable; log:\n{}",
-                    self.nodes[i].name,
-                    self.nodes[i].log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                .await;
+            matches!(r, Ok(r) if r.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+        reachable.with_context(|| {
+            format!(
+                "{} is not reachable; log:\n{}",
+                self.nodes[i].name,
+                self.nodes[i].log()
+            )
+        })
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
@@ -435,23 +431,38 @@ disable_mlock = true
         Ok(last)
     }
 
+    /// Mount KV v1 at `kv/` through node `i`.
+    pub async fn mount_kv(&self, i: usize) -> Result<()> {
+        let (status, body) = self
+            .json(
+                i,
+                "POST",
+                "sys/mounts/kv",
+                None,
+                Some(json!({"type": "kv"})),
+            )
+            .await?;
+        if !status.is_success() {
+            bail!("mount kv: {status} {body}");
+        }
+        Ok(())
+    }
+
     /// Wait until node `i` says it is the active node.
     pub async fn wait_active(&self, i: usize, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok((StatusCode::OK, _)) = self.json(i, "GET", "sys/health", Some(""), None).await
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} is not active; log:\n{}",
-                    self.nodes[i].name,
-                    self.nodes[i].log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let this = self;
+        let active = poll(timeout, move || async move {
+            let health = this.json(i, "GET", "sys/health", Some(""), None).await;
+            matches!(health, Ok((StatusCode::OK, _))).then_some(())
+        })
+        .await;
+        active.with_context(|| {
+            format!(
+                "{} is not active; log:\n{}",
+                self.nodes[i].name,
+                self.nodes[i].log()
+            )
+        })
     }
 
     /// The index of the active node among `candidates`, as the nodes report it.
@@ -470,16 +481,9 @@ disable_mlock = true
 
     /// Wait for an active node among `candidates`.
     pub async fn wait_leader(&self, candidates: &[usize], timeout: Duration) -> Result<usize> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(i) = self.active_among(candidates).await {
-                return Ok(i);
-            }
-            if Instant::now() > deadline {
-                bail!("no active node among {candidates:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll(timeout, || self.active_among(candidates))
+            .await
+            .with_context(|| format!("no active node among {candidates:?}"))
     }
 
     /// The current active node (any).

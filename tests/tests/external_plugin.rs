@@ -16,24 +16,10 @@ use anyhow::{bail, Context, Result};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{contains, Server};
+use crate::harness::{contains, install_plugin, sha256_hex, Server};
 
 fn plugin_binary() -> &'static str {
     env!("CARGO_BIN_EXE_coffer-example-kv-echo")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
-/// Put the plugin executable in place atomically (never writes a file that runs).
-fn install(dir: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = dir.join(".kv-echo.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&tmp, dir.join("kv-echo"))?;
-    Ok(())
 }
 
 /// Whether the process has exited (gone, or a zombie its parent has not reaped yet).
@@ -96,20 +82,10 @@ fn errors(body: &Value) -> String {
 
 #[tokio::test]
 async fn external_plugin_catalog_mount_kill_restart_and_canary() -> Result<()> {
-    let mut server = Server::start_tls().await?;
-    let plugin_dir = server.dir.path().join("plugins");
-    std::fs::create_dir_all(&plugin_dir)?;
+    let mut server = Server::start_tls_with_plugins().await?;
+    let plugin_dir = server.plugin_dir();
     let original = std::fs::read(plugin_binary())?;
-    install(&plugin_dir, &original)?;
-    let config = std::fs::read_to_string(&server.config_path)?;
-    std::fs::write(
-        &server.config_path,
-        format!(
-            "{config}\nplugin_directory = \"{}\"\nlog_level = \"debug\"\n",
-            plugin_dir.display()
-        ),
-    )?;
-    server.restart().await?;
+    install_plugin(&plugin_dir, "kv-echo", &original)?;
     let (keys, _, root) = server.init(1, 1).await?;
     server.unseal(&keys).await?;
     server.wait_active().await?;
@@ -294,7 +270,7 @@ async fn external_plugin_catalog_mount_kill_restart_and_canary() -> Result<()> {
     // registered one back heals the mount.
     let mut tampered = original.clone();
     tampered.extend_from_slice(b"\0tampered");
-    install(&plugin_dir, &tampered)?;
+    install_plugin(&plugin_dir, "kv-echo", &tampered)?;
     kill9(pid3)?;
     wait_reaped(pid3).await?;
     let (status, body) = server.call("GET", "echo/kv/app", Some(token), None).await?;
@@ -310,7 +286,7 @@ async fn external_plugin_catalog_mount_kill_restart_and_canary() -> Result<()> {
         .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(errors(&body).contains("does not match"), "{body}");
-    install(&plugin_dir, &original)?;
+    install_plugin(&plugin_dir, "kv-echo", &original)?;
     let (status, body) = server.call("GET", "echo/kv/app", Some(token), None).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
 

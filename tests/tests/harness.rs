@@ -64,6 +64,30 @@ impl Server {
     /// A single-node server with Raft storage on disk and TLS, started and reachable
     /// (sealed, uninitialised).
     pub async fn start_tls() -> Result<Server> {
+        Self::start_tls_with(|_| Ok(String::new())).await
+    }
+
+    /// As [`Server::start_tls`], with `plugin_directory` at [`Server::plugin_dir`]
+    /// (created, empty) and debug logging: for external plugin tests.
+    pub async fn start_tls_with_plugins() -> Result<Server> {
+        Self::start_tls_with(|dir| {
+            let plugins = dir.join("plugins");
+            std::fs::create_dir_all(&plugins)?;
+            Ok(format!(
+                "plugin_directory = \"{}\"\nlog_level = \"debug\"\n",
+                plugins.display()
+            ))
+        })
+        .await
+    }
+
+    /// Where [`Server::start_tls_with_plugins`] looks for plugin executables.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// A TLS server whose config ends with `extra(dir)` (dir: the server's temp dir).
+    async fn start_tls_with(extra: impl FnOnce(&Path) -> Result<String>) -> Result<Server> {
         init_crypto();
         let dir = tempfile::tempdir()?;
         let cert = TestCert::create(dir.path())?;
@@ -82,10 +106,11 @@ listener "tcp" {{
 }}
 api_addr = "https://127.0.0.1:{port}"
 disable_mlock = true
-"#,
+{}"#,
             data.display(),
             cert.cert_path.display(),
-            cert.key_path.display()
+            cert.key_path.display(),
+            extra(dir.path())?
         );
         let config_path = dir.path().join("config.hcl");
         std::fs::write(&config_path, config)?;
@@ -342,6 +367,38 @@ impl Drop for Server {
 }
 
 /// Whether `needle` occurs anywhere in `haystack`.
+/// Try `attempt` every 50 ms until it gives a value or `timeout` has passed.
+pub async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = attempt().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Put a plugin executable in place atomically (never a half-written file that runs).
+pub fn install_plugin(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
+}
+
+/// The hex SHA-256 of `bytes` (a plugin's catalog checksum).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -13,36 +13,22 @@ use anyhow::{bail, Context, Result};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::Server;
+use crate::harness::{install_plugin, sha256_hex, Server};
 use crate::pipeline::vaultrs_client;
 
 fn plugin_binary() -> &'static str {
     env!("CARGO_BIN_EXE_coffer-example-dynamic-creds")
 }
 
-/// A TLS server with the plugin in its `plugin_directory`, initialised, unsealed, the
+/// On a server from `start_tls_with_plugins`: the plugin installed, the server initialised and unsealed, the
 /// plugin registered and mounted at `dyn/`. Returns the unseal keys and root token.
-async fn setup(server: &mut Server) -> Result<(Vec<String>, String)> {
-    use std::os::unix::fs::PermissionsExt;
-    let plugin_dir = server.dir.path().join("plugins");
-    std::fs::create_dir_all(&plugin_dir)?;
+async fn setup(server: &Server) -> Result<(Vec<String>, String)> {
     let bytes = std::fs::read(plugin_binary())?;
-    let target = plugin_dir.join("dynamic-creds");
-    std::fs::write(&target, &bytes)?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    let config = std::fs::read_to_string(&server.config_path)?;
-    std::fs::write(
-        &server.config_path,
-        format!(
-            "{config}\nplugin_directory = \"{}\"\nlog_level = \"debug\"\n",
-            plugin_dir.display()
-        ),
-    )?;
-    server.restart().await?;
+    install_plugin(&server.plugin_dir(), "dynamic-creds", &bytes)?;
     let (keys, _, root) = server.init(1, 1).await?;
     server.unseal(&keys).await?;
     server.wait_active().await?;
-    let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+    let sha = sha256_hex(&bytes);
     let (status, body) = server
         .call(
             "PUT",
@@ -149,8 +135,8 @@ async fn wait_lease_gone(server: &Server, token: &str, lease_id: &str) -> Result
 
 #[tokio::test]
 async fn secret_lease_issue_lookup_renew_and_revoke_reach_the_plugin() -> Result<()> {
-    let mut server = Server::start_tls().await?;
-    let (_, root) = setup(&mut server).await?;
+    let server = Server::start_tls_with_plugins().await?;
+    let (_, root) = setup(&server).await?;
     let root = root.as_str();
     role(
         &server,
@@ -304,8 +290,8 @@ async fn secret_lease_issue_lookup_renew_and_revoke_reach_the_plugin() -> Result
 
 #[tokio::test]
 async fn expiry_and_token_revocation_revoke_secret_leases_through_the_plugin() -> Result<()> {
-    let mut server = Server::start_tls().await?;
-    let (_, root) = setup(&mut server).await?;
+    let server = Server::start_tls_with_plugins().await?;
+    let (_, root) = setup(&server).await?;
     let root = root.as_str();
     role(&server, root, "dyn", "short", json!({ "ttl": "2s" })).await?;
     role(&server, root, "dyn", "long", json!({ "ttl": "1h" })).await?;
@@ -347,8 +333,8 @@ async fn expiry_and_token_revocation_revoke_secret_leases_through_the_plugin() -
 #[tokio::test]
 async fn failed_revocation_keeps_the_lease_blocks_disable_until_forced_and_mounts_revoke_on_move_and_disable(
 ) -> Result<()> {
-    let mut server = Server::start_tls().await?;
-    let (_, root) = setup(&mut server).await?;
+    let server = Server::start_tls_with_plugins().await?;
+    let (_, root) = setup(&server).await?;
     let root = root.as_str();
     role(&server, root, "dyn", "app", json!({ "ttl": "1h" })).await?;
 
@@ -469,8 +455,8 @@ async fn failed_revocation_keeps_the_lease_blocks_disable_until_forced_and_mount
 
 #[tokio::test]
 async fn secret_leases_survive_restart_and_expire_after_unseal() -> Result<()> {
-    let mut server = Server::start_tls().await?;
-    let (keys, root) = setup(&mut server).await?;
+    let mut server = Server::start_tls_with_plugins().await?;
+    let (keys, root) = setup(&server).await?;
     let root = root.as_str();
     role(&server, root, "dyn", "short", json!({ "ttl": "4s" })).await?;
     role(&server, root, "dyn", "long", json!({ "ttl": "1h" })).await?;
