@@ -293,17 +293,6 @@ impl Write for BuildOut {
     }
 }
 
-/// Hand memory freed by a snapshot build or install back to the system: glibc keeps
-/// freed heap (and the per-thread arenas' free pages) otherwise, which after a bulk load
-/// was hundreds of MiB of resident set that nothing used.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -368,8 +357,6 @@ impl StateMachine {
         }
 
         let (applied_tx, _) = watch::channel(applied_index_of(last_applied));
-        // Reading the log and any snapshot install on the way here freed a lot.
-        release_free_memory();
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 kv,
@@ -701,7 +688,6 @@ impl StateMachine {
                 tracing::info!(snapshot = %meta.snapshot_id, pairs = count, bytes = size, "built a snapshot");
                 let data = open_current(current.as_ref())?;
                 drop(current);
-                release_free_memory();
                 Ok((meta, data))
             }
             (BuildOut::Mem(bytes), _, _) => {
@@ -1123,7 +1109,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             let changed = this.install_blocking(&meta2, &bytes);
-            release_free_memory();
             changed
         })
         .await
