@@ -97,7 +97,7 @@ impl Running {
 
 /// Load the config for these args (dev defaults when `-dev` has no config).
 pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<String>)> {
-    if args.config.is_empty() {
+    let (mut config, warnings) = if args.config.is_empty() {
         if !args.dev {
             bail!("a configuration file must be specified with -config (or use -dev)");
         }
@@ -107,18 +107,18 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<Strin
                 l.address = addr.clone();
             }
         }
-        apply_env(&mut config, |k| std::env::var(k).ok());
-        return Ok((config, Vec::new()));
-    }
-    let loaded = if args.dev {
-        crate::config::load_files_onto(ServerConfig::dev(), &args.config)
+        (config, Vec::new())
     } else {
-        crate::config::load_files(&args.config)
-    }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut config = loaded.config;
+        let loaded = if args.dev {
+            crate::config::load_files_onto(ServerConfig::dev(), &args.config)
+        } else {
+            crate::config::load_files(&args.config)
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (loaded.config, loaded.warnings)
+    };
     apply_env(&mut config, |k| std::env::var(k).ok());
-    Ok((config, loaded.warnings))
+    Ok((config, warnings))
 }
 
 /// The environment's value of Vault's `VAULT_<name>` (or `COFFER_<name>`, which wins),
