@@ -296,6 +296,16 @@ impl Core {
         }
     }
 
+    /// The mount's default and max lease TTL, the system's where the mount sets none.
+    pub(crate) fn mount_ttl(&self, m: &Mounted) -> MountTtl {
+        let sys = self.config();
+        let pick = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_secs(v) };
+        MountTtl {
+            default_lease_ttl: pick(m.entry.config.default_lease_ttl, sys.default_lease_ttl),
+            max_lease_ttl: pick(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
+        }
+    }
+
     fn sdk_request(
         &self,
         req: &LogicalRequest,
@@ -304,8 +314,6 @@ impl Core {
         entry: Option<&TokenEntry>,
         id: &str,
     ) -> coffer_sdk::Request {
-        let sys = self.config();
-        let ttl = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_secs(v) };
         coffer_sdk::Request {
             id: id.to_string(),
             operation: req.operation,
@@ -322,10 +330,7 @@ impl Core {
                 metadata: e.meta.clone(),
                 entity_id: e.entity_id.clone(),
             }),
-            mount_ttl: MountTtl {
-                default_lease_ttl: ttl(m.entry.config.default_lease_ttl, sys.default_lease_ttl),
-                max_lease_ttl: ttl(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
-            },
+            mount_ttl: self.mount_ttl(m),
             remote_addr: req.remote_addr.clone(),
             lease: None,
         }

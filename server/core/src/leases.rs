@@ -379,15 +379,6 @@ fn lease_key(lease_id: &str) -> String {
     format!("{LEASE_PREFIX}{lease_id}")
 }
 
-fn mount_ttl(core: &Core, m: &Mounted) -> MountTtl {
-    let sys = core.config();
-    let pick = |v: u64, d: Duration| if v == 0 { d } else { Duration::from_secs(v) };
-    MountTtl {
-        default_lease_ttl: pick(m.entry.config.default_lease_ttl, sys.default_lease_ttl),
-        max_lease_ttl: pick(m.entry.config.max_lease_ttl, sys.max_lease_ttl),
-    }
-}
-
 fn lease_request(
     core: &Core,
     m: &Mounted,
@@ -403,7 +394,7 @@ fn lease_request(
         query: Default::default(),
         storage: m.storage.clone(),
         caller: None,
-        mount_ttl: mount_ttl(core, m),
+        mount_ttl: core.mount_ttl(m),
         remote_addr: None,
         lease: Some(LeaseInfo {
             lease_id: lease_id.to_string(),
@@ -437,7 +428,7 @@ impl Core {
         secret: SecretLease,
         out: &mut LogicalResponse,
     ) -> Result<(), CoreError> {
-        let limits = mount_ttl(self, m);
+        let limits = self.mount_ttl(m);
         let now = crate::now_unix();
         if m.entry.kind == "kv" {
             out.lease_duration = if secret.ttl.is_zero() {
@@ -751,7 +742,7 @@ impl Core {
             increment,
             secret.ttl.as_secs(),
             max_ttl,
-            &mount_ttl(self, &m),
+            &self.mount_ttl(&m),
         )?;
         idx.ttl = ttl;
         idx.max_ttl = max_ttl;

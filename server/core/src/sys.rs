@@ -457,21 +457,11 @@ impl Core {
                         CoreError::BadRequest(format!("cannot fetch sysview for path {path:?}"))
                     })?;
                 if tune {
-                    let sys = self.config();
-                    let dl = if m.entry.config.default_lease_ttl == 0 {
-                        sys.default_lease_ttl.as_secs()
-                    } else {
-                        m.entry.config.default_lease_ttl
-                    };
-                    let ml = if m.entry.config.max_lease_ttl == 0 {
-                        sys.max_lease_ttl.as_secs()
-                    } else {
-                        m.entry.config.max_lease_ttl
-                    };
+                    let ttl = self.mount_ttl(&m);
                     let mut data = json!({
                         "description": m.entry.description,
-                        "default_lease_ttl": dl,
-                        "max_lease_ttl": ml,
+                        "default_lease_ttl": ttl.default_lease_ttl.as_secs(),
+                        "max_lease_ttl": ttl.max_lease_ttl.as_secs(),
                         "force_no_cache": m.entry.config.force_no_cache,
                     });
                     if !m.entry.options.is_empty() {

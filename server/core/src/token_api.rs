@@ -496,16 +496,9 @@ impl Core {
                 "auth methods cannot create root tokens".into(),
             ));
         }
-        let mount_default = if mount.entry.config.default_lease_ttl == 0 {
-            self.config.default_lease_ttl.as_secs()
-        } else {
-            mount.entry.config.default_lease_ttl
-        } as i64;
-        let mount_max = if mount.entry.config.max_lease_ttl == 0 {
-            self.config.max_lease_ttl.as_secs()
-        } else {
-            mount.entry.config.max_lease_ttl
-        } as i64;
+        let limits = self.mount_ttl(mount);
+        let mount_default = limits.default_lease_ttl.as_secs() as i64;
+        let mount_max = limits.max_lease_ttl.as_secs() as i64;
         let period = login.period.as_secs() as i64;
         let mut ttl = if period > 0 {
             period
