@@ -74,25 +74,25 @@ pub struct LeaseIndex {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub internal: Map<String, Value>,
     /// Unix seconds of issue.
-    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub issue_time: i64,
     /// Unix seconds of expiry (for a secret lease; a token lease reads its token's).
-    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub expire_time: i64,
     /// Unix seconds of the last renewal (0 = never).
-    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub last_renewal: i64,
     /// TTL granted at issue or last renewal (seconds).
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub ttl: u64,
     /// The backend's cap on the lease's lifetime from issue (seconds; 0 = mount max).
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub max_ttl: u64,
     /// Whether the lease may be renewed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub renewable: bool,
     /// Failed revocation attempts so far.
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub revoke_attempts: u32,
     /// The last revocation error.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -102,14 +102,8 @@ pub struct LeaseIndex {
     pub irrevocable: bool,
 }
 
-fn is_zero_i64(v: &i64) -> bool {
-    *v == 0
-}
-fn is_zero_u64(v: &u64) -> bool {
-    *v == 0
-}
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl LeaseIndex {
