@@ -135,6 +135,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Status, headers and body of an answer (the body also as JSON, `Null` if it is not).
+    async fn read(resp: reqwest::Response) -> Result<Reply> {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?.to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            bytes,
+        })
+    }
+
     /// `X-Vault-Index`, if present.
     pub fn index(&self) -> Option<u64> {
         self.headers
@@ -374,16 +388,7 @@ disable_mlock = true
             req = req.json(&b);
         }
         let resp = req.send().await?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?.to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            bytes,
-        })
+        Reply::read(resp).await
     }
 
     /// (status, JSON) of a request, with the root token if `token` is None and one exists.
@@ -558,16 +563,7 @@ disable_mlock = true
             .body(body)
             .send()
             .await?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?.to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            bytes,
-        })
+        Reply::read(resp).await
     }
 
     /// Cut node `i` off from every other node (both directions) on the cluster port.
