@@ -1108,8 +1108,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     mem
                 }
             };
-            let changed = this.install_blocking(&meta2, &bytes);
-            changed
+            this.install_blocking(&meta2, &bytes)
         })
         .await
         .map_err(|e| sm_error(ErrorVerb::Write, io_other(e)))?
