@@ -5,8 +5,8 @@
 //! N fsyncs in a row. Instead, [`Batcher`] feeds every [`coffer_storage::Backend::commit`]
 //! through one task: while one log entry is being written, the batches that arrive queue
 //! up, and the next entry carries all of them, concatenated in arrival order. Applying
-//! one entry is one atomic store batch, so each caller's batch is still applied
-//! atomically and in order; the callers of one entry share its log index (an index means
+//! one entry is atomic for readers (and redone whole after a crash), so each caller's
+//! batch is still applied atomically and in order; the callers of one entry share its log index (an index means
 //! "applied at or before", so sharing it is sound).
 
 use coffer_storage::{Op, StorageError};

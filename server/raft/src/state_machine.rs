@@ -1,8 +1,10 @@
 //! The Raft state machine: openraft's `RaftStateMachine` over a [`KvStore`].
 //!
 //! * **Apply**: the ops of every entry in an apply call, plus `last_applied` and the
-//!   membership, go into the store as one atomic batch. There is no flush per apply:
-//!   after a crash openraft re-applies from the (fsynced) log past `last_applied`. Once
+//!   membership, go into the store in one apply, atomic for readers, with `last_applied`
+//!   written last (see `coffer_storage::SledKv`). There is no flush per apply: after a
+//!   crash openraft re-applies from the (fsynced) log past `last_applied`, and applying
+//!   an entry's whole-value puts and deletes twice gives the same store. Once
 //!   the batch is in, the registered [`ApplyListener`]s hear `(index, changed keys)` for
 //!   each entry and the applied index advances (see [`StateMachine::applied_index`]).
 //! * **Unknown entries**: an envelope with a format or op this build does not know stops

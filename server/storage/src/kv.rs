@@ -4,8 +4,9 @@
 //! served from. Two implementations:
 //!
 //! * [`SledKv`]: sled 0.34 with a single tree. Data keys are stored as `d` + key and
-//!   metadata keys (e.g. `last_applied`, the membership) as `m` + name, so one
-//!   `sled::Batch` updates data and metadata atomically.
+//!   metadata keys (e.g. `last_applied`, the membership) as `m` + name. An apply
+//!   writes the data ops, then the metadata, under a lock that readers take too (see
+//!   [`SledKv`] for why not a `sled::Batch`).
 //! * [`MemKv`]: two `BTreeMap`s behind a lock, for `storage "inmem"` and dev mode.
 //!
 //! Values are opaque bytes (ciphertext); keys are Vault-style paths.
@@ -83,7 +84,9 @@ pub trait KvStore: Send + Sync + 'static {
     /// A metadata value.
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// Apply `ops` and set the `meta` values, all atomically.
+    /// Apply `ops` and set the `meta` values: atomically for readers; after a crash the
+    /// store holds a prefix of the ops with `meta` only if all of them (the caller
+    /// applies a half-applied entry again: the ops are whole-value puts and deletes).
     fn apply(&self, ops: &[Op], meta: &[(&str, &[u8])]) -> Result<(), StorageError>;
 
     /// Up to `limit` data pairs with a key above `after` (from the first key when
@@ -147,8 +150,20 @@ fn decode_key(raw: &[u8]) -> Result<String, StorageError> {
 }
 
 /// The sled-backed store.
+///
+/// An apply writes its ops one by one, then the metadata (`last_applied`) last, instead
+/// of as one `sled::Batch`: sled 0.34 seals and writes its current log buffer twice
+/// for every batch (`pin_log`), each write a job for its I/O thread pool that wakes
+/// every idle pool thread, which cost more CPU than the write itself. Atomicity is kept
+/// where it matters:
+/// - readers: `gate` is held for writing during an apply and for reading by every
+///   read, so nobody sees half an apply;
+/// - crashes: sled recovers a prefix of its log, so `last_applied` (written last) never
+///   runs ahead of the data; a half-applied entry is applied again from the Raft log,
+///   and its ops (put or delete of a whole value) give the same result twice.
 pub struct SledKv {
     db: sled::Db,
+    gate: RwLock<()>,
 }
 
 impl SledKv {
@@ -159,7 +174,18 @@ impl SledKv {
             .cache_capacity(cache_capacity)
             .open()
             .map_err(sled_err)?;
-        Ok(SledKv { db })
+        Ok(SledKv {
+            db,
+            gate: RwLock::new(()),
+        })
+    }
+
+    fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn scan_data(&self, prefix: &str) -> sled::Iter {
@@ -193,6 +219,7 @@ impl SledKv {
 
 impl KvStore for SledKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let _reading = self.read_gate();
         Ok(self
             .db
             .get(data_key(key))
@@ -201,6 +228,7 @@ impl KvStore for SledKv {
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let _reading = self.read_gate();
         self.scan_data(prefix)
             .keys()
             .map(|k| decode_key(&k.map_err(sled_err)?))
@@ -208,6 +236,7 @@ impl KvStore for SledKv {
     }
 
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let _reading = self.read_gate();
         self.scan_data(prefix)
             .map(|item| {
                 let (k, v) = item.map_err(sled_err)?;
@@ -217,6 +246,7 @@ impl KvStore for SledKv {
     }
 
     fn first_key_from(&self, from: &str) -> Result<Option<String>, StorageError> {
+        let _reading = self.read_gate();
         let start = data_key(from);
         match self.db.range(start..).next() {
             Some(item) => {
@@ -231,6 +261,7 @@ impl KvStore for SledKv {
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let _reading = self.read_gate();
         Ok(self
             .db
             .get(meta_key(name))
@@ -239,17 +270,18 @@ impl KvStore for SledKv {
     }
 
     fn apply(&self, ops: &[Op], meta: &[(&str, &[u8])]) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
+        let _writing = self.write_gate();
         for op in ops {
             match op {
-                Op::Put { key, value } => batch.insert(data_key(key), value.as_slice()),
-                Op::Delete { key } => batch.remove(data_key(key)),
+                Op::Put { key, value } => self.db.insert(data_key(key), value.as_slice()),
+                Op::Delete { key } => self.db.remove(data_key(key)),
             }
+            .map_err(sled_err)?;
         }
         for (name, value) in meta {
-            batch.insert(meta_key(name), *value);
+            self.db.insert(meta_key(name), *value).map_err(sled_err)?;
         }
-        self.db.apply_batch(batch).map_err(sled_err)
+        Ok(())
     }
 
     fn scan_after(
@@ -257,6 +289,7 @@ impl KvStore for SledKv {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let _reading = self.read_gate();
         use std::ops::Bound;
         let start = match after {
             Some(k) => Bound::Excluded(data_key(k)),
