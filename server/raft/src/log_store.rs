@@ -263,12 +263,16 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Load the log from `wal` (every surviving entry, the purged id, the vote and the
-    /// committed hint) and start its writer thread.
+    /// Load the log from `wal` (the newest [`CACHE_MIN_ENTRIES`] entries into memory,
+    /// the purged id, the vote and the committed hint) and start its writer thread. Older
+    /// entries stay on disk (opening the WAL checked them) and are read when asked for.
     pub fn open(wal: Box<dyn Wal>) -> Result<LogStore, RaftStorageError> {
         let mut entries = Cache::default();
+        let newest = wal
+            .last_index()
+            .map_or(0, |last| last.saturating_sub(CACHE_MIN_ENTRIES));
         for rec in wal
-            .read_all()
+            .read_range(newest, u64::MAX)
             .map_err(|e| decode_error(ErrorSubject::Logs, e))?
         {
             let entry: Entry = rmp_serde::from_slice(&rec.data)
@@ -303,10 +307,6 @@ impl LogStore {
             .hint()
             .and_then(|b| rmp_serde::from_slice::<Option<LogId>>(&b).ok())
             .flatten();
-        // Everything is on disk: keep only the newest entries in memory.
-        let last = entries.map.keys().next_back().copied().unwrap_or(0);
-        entries.evict(last.saturating_sub(CACHE_MIN_ENTRIES));
-
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("coffer-raft-wal".into())

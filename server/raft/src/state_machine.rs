@@ -554,16 +554,7 @@ impl StateMachine {
                 .into_iter()
                 .map(|p| (p.key, p.value))
                 .collect(),
-            meta: vec![
-                (
-                    LAST_APPLIED_KEY.to_string(),
-                    meta_bytes(&last).map_err(apply_err)?,
-                ),
-                (
-                    MEMBERSHIP_KEY.to_string(),
-                    meta_bytes(membership).map_err(apply_err)?,
-                ),
-            ],
+            meta: state_meta(&last, membership).map_err(apply_err)?,
         })
         .map_err(apply_err)?;
         state.last_applied = last;
@@ -610,18 +601,20 @@ impl StateMachine {
             .into()
         };
         let applied_bytes = encode_meta(&Some(last_applied))?;
-        let membership_bytes = encode_meta(membership)?;
+        // The membership only when it changed; `last_applied` last: it is the commit
+        // point (see `KvStore::apply`).
+        let membership_bytes = if *membership != state.membership {
+            Some(encode_meta(membership)?)
+        } else {
+            None
+        };
+        let mut meta: Vec<(&str, &[u8])> = Vec::with_capacity(2);
+        if let Some(m) = &membership_bytes {
+            meta.push((MEMBERSHIP_KEY, m));
+        }
+        meta.push((LAST_APPLIED_KEY, &applied_bytes));
         self.record_pre_images(ops).map_err(apply_err)?;
-        self.shared
-            .kv
-            .apply(
-                ops,
-                &[
-                    (LAST_APPLIED_KEY, &applied_bytes),
-                    (MEMBERSHIP_KEY, &membership_bytes),
-                ],
-            )
-            .map_err(apply_err)?;
+        self.shared.kv.apply(ops, &meta).map_err(apply_err)?;
         state.last_applied = Some(last_applied);
         state.membership = membership.clone();
         self.shared.applied_tx.send_replace(last_applied.index);
@@ -729,7 +722,10 @@ impl StateMachine {
                         changed.insert(k.clone());
                     }
                 });
-                kv.replace_stream(&mut pairs, state_meta(meta)?)?;
+                kv.replace_stream(
+                    &mut pairs,
+                    state_meta(&meta.last_log_id, &meta.last_membership)?,
+                )?;
             }
         }
         state.last_applied = meta.last_log_id;
@@ -741,14 +737,14 @@ impl StateMachine {
     }
 }
 
-/// The metadata pairs a snapshot's state carries.
-fn state_meta(meta: &SnapshotMeta<u64, Node>) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+/// The metadata pairs of a replaced store (a snapshot's state, a restore entry's).
+fn state_meta(
+    last_applied: &Option<LogId>,
+    membership: &Membership,
+) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
     Ok(vec![
-        (LAST_APPLIED_KEY.to_string(), meta_bytes(&meta.last_log_id)?),
-        (
-            MEMBERSHIP_KEY.to_string(),
-            meta_bytes(&meta.last_membership)?,
-        ),
+        (LAST_APPLIED_KEY.to_string(), meta_bytes(last_applied)?),
+        (MEMBERSHIP_KEY.to_string(), meta_bytes(membership)?),
     ])
 }
 
@@ -766,8 +762,11 @@ fn replace_from_file(
             seen(k);
         }
     });
-    kv.replace_stream(&mut pairs, state_meta(meta)?)?;
-    kv.flush()
+    // `replace_stream` leaves the store flushed.
+    kv.replace_stream(
+        &mut pairs,
+        state_meta(&meta.last_log_id, &meta.last_membership)?,
+    )
 }
 
 /// A read handle on the current snapshot (call with the `current` lock held, so the

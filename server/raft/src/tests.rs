@@ -655,23 +655,27 @@ async fn read_all(mut data: Box<crate::snapshot::SnapshotData>) -> Vec<u8> {
     out
 }
 
+/// A sled-backed state machine (snapshots on disk) with 20,000 keys `<prefix>/NNNNN`
+/// applied at index 1; the ops are returned.
+async fn sled_machine_with_keys(prefix: &str) -> (tempfile::TempDir, StateMachine, Vec<Op>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv: Arc<dyn KvStore> =
+        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
+    let ops: Vec<Op> = (0..20_000u32)
+        .map(|i| put(&format!("{prefix}/{i:05}"), &i.to_le_bytes()))
+        .collect();
+    sm.apply(vec![entry(1, batch(&ops))]).await.expect("apply");
+    (dir, sm, ops)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_built_while_applies_run_is_the_state_at_its_index() {
     // Applies keep running while the snapshot is read in chunks: it must still be exactly
     // the store at the log id it names (puts ahead of and behind the builder's cursor,
     // new keys, deletes, keys deleted and written again).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
-    let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
-    let mut history: Vec<Vec<Op>> = Vec::new();
-    let initial: Vec<Op> = (0..20_000u32)
-        .map(|i| put(&format!("k/{i:05}"), &i.to_le_bytes()))
-        .collect();
-    sm.apply(vec![entry(1, batch(&initial))])
-        .await
-        .expect("apply");
-    history.push(initial);
+    let (_dir, mut sm, initial) = sled_machine_with_keys("k").await;
+    let mut history: Vec<Vec<Op>> = vec![initial];
 
     let mut builder = sm.clone();
     let build = tokio::spawn(async move { builder.build_snapshot().await });
@@ -895,16 +899,7 @@ async fn old_entries_leave_memory_and_are_read_back_from_the_wal() {
 async fn a_restore_during_a_snapshot_build_yields_a_consistent_snapshot() {
     // Whether the restore lands before the build starts, during it (the build starts
     // over) or after it, the snapshot must be exactly the state at its index.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
-    let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
-    let before: Vec<Op> = (0..20_000u32)
-        .map(|i| put(&format!("old/{i:05}"), &i.to_le_bytes()))
-        .collect();
-    sm.apply(vec![entry(1, batch(&before))])
-        .await
-        .expect("apply");
+    let (_dir, mut sm, _) = sled_machine_with_keys("old").await;
     let mut donor = StateMachine::open(Arc::new(MemKv::new()), None).expect("donor");
     donor
         .apply(vec![entry(

@@ -36,7 +36,7 @@ pub struct KvExport {
     pub meta: Vec<(String, Vec<u8>)>,
 }
 
-/// A local, ordered key/value store with atomic batches.
+/// A local, ordered key/value store.
 pub trait KvStore: Send + Sync + 'static {
     /// The value at `key`.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
@@ -84,9 +84,11 @@ pub trait KvStore: Send + Sync + 'static {
     /// A metadata value.
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// Apply `ops` and set the `meta` values: atomically for readers; after a crash the
-    /// store holds a prefix of the ops with `meta` only if all of them (the caller
-    /// applies a half-applied entry again: the ops are whole-value puts and deletes).
+    /// Apply `ops`, then set the `meta` values in the order given. Multi-key reads
+    /// (`keys_with_prefix`, `scan_prefix`, `scan_after`) see all of it or none. After a
+    /// crash the store holds a prefix of that sequence, so the last `meta` pair is the
+    /// commit point: when it is there, everything before it is (the caller applies a
+    /// half-applied entry again; its ops are whole-value puts and deletes).
     fn apply(&self, ops: &[Op], meta: &[(&str, &[u8])]) -> Result<(), StorageError>;
 
     /// Up to `limit` data pairs with a key above `after` (from the first key when
@@ -101,7 +103,7 @@ pub trait KvStore: Send + Sync + 'static {
     /// reading `pairs` as it goes (a snapshot streamed from a file is never held in
     /// memory). Not atomic on disk: [`REPLACE_MARKER`] is set until it is done (see
     /// [`KvStore::replace_interrupted`]). An error from `pairs` stops the replacement
-    /// with the marker still set.
+    /// with the marker still set. A finished replacement is flushed to disk.
     fn replace_stream(
         &self,
         pairs: &mut dyn Iterator<Item = Result<(String, Vec<u8>), StorageError>>,
@@ -151,16 +153,19 @@ fn decode_key(raw: &[u8]) -> Result<String, StorageError> {
 
 /// The sled-backed store.
 ///
-/// An apply writes its ops one by one, then the metadata (`last_applied`) last, instead
-/// of as one `sled::Batch`: sled 0.34 seals and writes its current log buffer twice
-/// for every batch (`pin_log`), each write a job for its I/O thread pool that wakes
-/// every idle pool thread, which cost more CPU than the write itself. Atomicity is kept
-/// where it matters:
-/// - readers: `gate` is held for writing during an apply and for reading by every
-///   read, so nobody sees half an apply;
-/// - crashes: sled recovers a prefix of its log, so `last_applied` (written last) never
-///   runs ahead of the data; a half-applied entry is applied again from the Raft log,
-///   and its ops (put or delete of a whole value) give the same result twice.
+/// An apply writes its ops one by one, then the metadata in order, instead of as one
+/// `sled::Batch`: sled 0.34 seals and writes its current log buffer twice for every
+/// batch (`pin_log`), each write a job for its I/O thread pool that wakes every idle
+/// pool thread, which cost more CPU than the write itself. Atomicity is kept where it
+/// matters:
+/// - readers: `gate` is held for writing during an apply or a replacement and for
+///   reading by every multi-key scan, so no scan sees half of one. A single-key read
+///   needs no gate (sled makes each key's update atomic); several separate reads could
+///   straddle an apply with a batch as well;
+/// - crashes: sled recovers a contiguous prefix of its log, so the last metadata value
+///   (`last_applied`, the commit point) never runs ahead of what came before it; a
+///   half-applied entry is applied again from the Raft log, and its ops (put or delete
+///   of a whole value) give the same result twice.
 pub struct SledKv {
     db: sled::Db,
     gate: RwLock<()>,
@@ -219,7 +224,6 @@ impl SledKv {
 
 impl KvStore for SledKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let _reading = self.read_gate();
         Ok(self
             .db
             .get(data_key(key))
@@ -246,7 +250,6 @@ impl KvStore for SledKv {
     }
 
     fn first_key_from(&self, from: &str) -> Result<Option<String>, StorageError> {
-        let _reading = self.read_gate();
         let start = data_key(from);
         match self.db.range(start..).next() {
             Some(item) => {
@@ -261,7 +264,6 @@ impl KvStore for SledKv {
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let _reading = self.read_gate();
         Ok(self
             .db
             .get(meta_key(name))
@@ -314,6 +316,8 @@ impl KvStore for SledKv {
         pairs: &mut dyn Iterator<Item = Result<(String, Vec<u8>), StorageError>>,
         meta: Vec<(String, Vec<u8>)>,
     ) -> Result<(), StorageError> {
+        // Scans wait for the whole replacement (installs and restores are rare).
+        let _writing = self.write_gate();
         self.clear_and_mark()?;
         let mut batch = sled::Batch::default();
         let mut n = 0;
@@ -610,6 +614,23 @@ mod tests {
         contract(&MemKv::new());
     }
 
+    /// Open a store a dropped `SledKv` used: sled releases its file lock only when its
+    /// background jobs let go of the last reference, a moment after the drop.
+    fn reopen(path: &Path) -> SledKv {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledKv::open(path, DEFAULT_CACHE_CAPACITY) {
+                Ok(kv) => return kv,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        }
+    }
+
     #[test]
     fn sled_contract_and_persistence() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -620,7 +641,7 @@ mod tests {
                 .expect("apply");
             kv.flush().expect("flush");
         }
-        let kv = SledKv::open(dir.path(), DEFAULT_CACHE_CAPACITY).expect("reopen");
+        let kv = reopen(dir.path());
         assert_eq!(kv.get("after").expect("get"), Some(b"1".to_vec()));
         assert_eq!(kv.get("n/2").expect("get"), Some(b"y".to_vec()));
         assert_eq!(
@@ -640,7 +661,7 @@ mod tests {
             kv.clear_and_mark().expect("clear");
             kv.flush().expect("flush");
         }
-        let kv = SledKv::open(dir.path(), DEFAULT_CACHE_CAPACITY).expect("reopen");
+        let kv = reopen(dir.path());
         assert!(kv.replace_interrupted().expect("marker"));
         assert_eq!(kv.get("k").expect("get"), None);
         assert_eq!(kv.get_meta("last_applied").expect("meta"), None);

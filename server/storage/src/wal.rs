@@ -567,7 +567,6 @@ struct ScanResult {
     truncate_to: Option<u64>,
 }
 
-/// Read one segment, calling `f(index, record_offset, data)` for each valid record.
 /// Read and check the record at `pos` from its segment file.
 fn read_record_at(f: &mut File, pos: &Pos) -> Result<WalRecord, WalError> {
     let bad = |what: &str| {
@@ -575,31 +574,33 @@ fn read_record_at(f: &mut File, pos: &Pos) -> Result<WalRecord, WalError> {
     };
     f.seek(SeekFrom::Start(pos.offset))
         .map_err(io_err("seeking in a segment"))?;
-    let mut head = [0u8; RECORD_HEADER + BODY_HEADER];
-    f.read_exact(&mut head)
+    let mut buf = vec![0u8; RECORD_HEADER];
+    f.read_exact(&mut buf)
         .map_err(io_err("reading a record header"))?;
     let mut w = [0u8; 4];
-    w.copy_from_slice(&head[..4]);
+    w.copy_from_slice(&buf[..4]);
     let len = u32::from_le_bytes(w) as usize;
-    w.copy_from_slice(&head[4..8]);
-    let crc = u32::from_le_bytes(w);
     if !(BODY_HEADER..=MAX_RECORD).contains(&len) {
         return Err(bad("bad record length"));
     }
-    let mut ix = [0u8; 8];
-    ix.copy_from_slice(&head[8..16]);
-    let index = u64::from_le_bytes(ix);
-    ix.copy_from_slice(&head[16..24]);
-    let batch_start = u64::from_le_bytes(ix);
-    let mut data = vec![0u8; len - BODY_HEADER];
-    f.read_exact(&mut data)
+    buf.resize(RECORD_HEADER + len, 0);
+    f.read_exact(&mut buf[RECORD_HEADER..])
         .map_err(io_err("reading a record"))?;
-    if index != pos.index || crc_of(index, batch_start, &data) != crc {
-        return Err(bad("record does not match its checksum or index"));
+    match parse_at(&buf, 0) {
+        Parsed::Record {
+            index,
+            data_range: (from, to),
+            ..
+        } if index == pos.index => {
+            buf.truncate(to);
+            buf.drain(..from);
+            Ok(WalRecord { index, data: buf })
+        }
+        _ => Err(bad("record does not match its checksum or index")),
     }
-    Ok(WalRecord { index, data })
 }
 
+/// Read one segment, calling `f(index, record_offset, data)` for each valid record.
 fn scan_segment(
     path: &Path,
     is_last: bool,
