@@ -6,12 +6,16 @@
 #     scenarios use (`coffer-bench setup`);
 #   - starts the bare actix-web + rustls baseline server and runs it at the start and
 #     the end of the run, so every figure is a ratio to a baseline of the same run;
-#   - runs every scenario, the audit on/off pair, the bulk load with resident-set and
+#   - runs every scenario (with the server's CPU per request, from /proc), the audit
+#     on/off pairs, the bulk load with resident-set and
 #     restart measurements, and writes the markdown report to stdout and to a file.
 #
 # Environment (all optional):
 #   DURATION=10        measured seconds per scenario (plus WARMUP=1 s unmeasured)
 #   AUDIT_ROUNDS=3     interleaved kv-read-one audit off/on pairs (the report averages them)
+#   AUDIT_FILE=file    the audit device's file_path (default $WORK/audit.log; `discard`
+#                      builds and hashes every line but writes none, /dev/null writes
+#                      them to nothing: together they split the audit cost)
 #   CONNECTIONS=64     connections for the main runs (1-connection runs are extra)
 #   KEYS=100000        key space of kv-read-many / kv-mixed
 #   LOAD_COUNT=1000000 secrets written for the memory/restart measurement (0 skips it)
@@ -43,6 +47,7 @@ CLUSTER=${CLUSTER:-1}
 CLUSTER_PORT=${CLUSTER_PORT:-18500}
 WORK=${WORK:-$(mktemp -d /tmp/coffer-bench.XXXXXX)}
 OUT=${OUT:-$WORK/report.md}
+AUDIT_FILE=${AUDIT_FILE:-$WORK/audit.log}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 COFFER=$TARGET_DIR/release/coffer
 BENCH=$TARGET_DIR/release/coffer-bench
@@ -129,7 +134,8 @@ run() {
     wanted "$scenario" || return 0
     [[ $BASELINE_EACH == 1 ]] && baseline "$conns"
     log "$scenario, $conns connection(s) $*"
-    "$BENCH" "$scenario" --addr "$ADDR" --token "$TOKEN" "${common[@]}" --connections "$conns" "$@"
+    "$BENCH" "$scenario" --addr "$ADDR" --token "$TOKEN" "${common[@]}" --connections "$conns" \
+        --server-pid "$SERVER_PID" "$@"
 }
 
 baseline "$CONNECTIONS"
@@ -153,16 +159,19 @@ if wanted audit; then
     for round in $(seq 1 "$AUDIT_ROUNDS"); do
         log "audit cost, round $round of $AUDIT_ROUNDS: kv-read-one without, then with a file audit device"
         "$BENCH" kv-read-one --addr "$ADDR" --token "$TOKEN" "${common[@]}" \
-            --connections "$CONNECTIONS" --label "audit off"
+            --connections "$CONNECTIONS" --server-pid "$SERVER_PID" --label "audit off"
         "$BENCH" call --addr "$ADDR" --ca "$CA" --token "$TOKEN" --method PUT \
-            --body "{\"type\":\"file\",\"options\":{\"file_path\":\"$WORK/audit.log\"}}" \
+            --body "{\"type\":\"file\",\"options\":{\"file_path\":\"$AUDIT_FILE\"}}" \
             sys/audit/file >/dev/null
         "$BENCH" kv-read-one --addr "$ADDR" --token "$TOKEN" "${common[@]}" \
-            --connections "$CONNECTIONS" --label "audit on"
+            --connections "$CONNECTIONS" --server-pid "$SERVER_PID" --label "audit on"
         "$BENCH" call --addr "$ADDR" --ca "$CA" --token "$TOKEN" --method DELETE \
             sys/audit/file >/dev/null
-        log "audit log: $(du -h "$WORK/audit.log" | cut -f1)"
-        rm -f "$WORK/audit.log"
+        if [[ -f $AUDIT_FILE ]]; then
+            log "audit log: $(du -h "$AUDIT_FILE" | cut -f1)"
+            # Only a log this script owns (in its work dir) is removed between rounds.
+            [[ $AUDIT_FILE == "$WORK"/* ]] && rm -f "$AUDIT_FILE"
+        fi
     done
 fi
 

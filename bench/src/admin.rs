@@ -346,6 +346,24 @@ pub async fn start_time(target: &Target, o: &StartTime) -> Result<Record> {
     })
 }
 
+/// CPU time a process has used so far (user + system, all its threads, also exited
+/// ones), from fields 14 and 15 of `/proc/<pid>/stat`, in seconds.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    /// Linux reports these in USER_HZ, which is 100 on every architecture it exports.
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its `)`.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("no `)` in stat")?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut tick =
+        || -> Result<f64> { Ok(fields.next().context("short stat line")?.parse::<f64>()?) };
+    Ok((tick()? + tick()?) / USER_HZ)
+}
+
 /// The resident set of a process (`VmRSS` in `/proc/<pid>/status`), KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -356,4 +374,22 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmRSS line")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_seconds_counts_this_process() {
+        let me = std::process::id();
+        let before = super::cpu_seconds(me).unwrap();
+        // Burn ~0.1 s of CPU (several USER_HZ ticks).
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = super::cpu_seconds(me).unwrap();
+        assert!(after > before, "{before} -> {after}");
+        assert!(super::cpu_seconds(u32::MAX).is_err());
+    }
 }

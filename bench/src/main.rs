@@ -85,6 +85,10 @@ struct Load {
     /// Append the result as a JSON line to this file.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// The server's process id, on this machine: also report the server's CPU time per
+    /// measured request (from `/proc/<pid>/stat`).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -278,6 +282,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 connections,
                 Amount::Requests(count),
                 true,
+                None,
             )
             .await?;
             print_outcome("load-kv", "", connections, &o);
@@ -370,6 +375,7 @@ async fn run_scenario(scenario: Scenario, l: Load) -> Result<()> {
             l.connections,
             Amount::Requests(l.keys),
             true,
+            None,
         )
         .await?;
         print_outcome("prepare-many", "", l.connections, &o);
@@ -396,7 +402,15 @@ async fn run_scenario(scenario: Scenario, l: Load) -> Result<()> {
             warmup: Duration::from_secs_f64(l.warmup),
         },
     };
-    let o = runner::run(target, Arc::new(plan), l.connections, amount, false).await?;
+    let o = runner::run(
+        target,
+        Arc::new(plan),
+        l.connections,
+        amount,
+        false,
+        l.server_pid,
+    )
+    .await?;
     print_outcome(scenario.name(), &l.label, l.connections, &o);
     if let Some(path) = &l.json_out {
         Record::from_outcome(scenario.name(), &l.label, l.connections, &o).append(path)?;
@@ -424,6 +438,9 @@ fn print_outcome(name: &str, label: &str, connections: usize, o: &runner::Outcom
         o.errors,
         o.connects
     );
+    if let Some(us) = o.server_cpu_us_per_request() {
+        println!("  server CPU: {us:.2} µs per request");
+    }
     for e in &o.first_errors {
         println!("  error: {e}");
     }

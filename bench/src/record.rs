@@ -55,6 +55,8 @@ pub struct Record {
     pub detail: Option<String>,
     /// Secrets stored at the time (`rss`, `restart`, `bulk`).
     pub count: Option<u64>,
+    /// Server CPU per measured request, microseconds (`load` with `--server-pid`).
+    pub server_cpu_us: Option<f64>,
 }
 
 impl Record {
@@ -75,6 +77,7 @@ impl Record {
             max_us: o.hist.max(),
             connects: o.connects,
             first_errors: o.first_errors.clone(),
+            server_cpu_us: o.server_cpu_us_per_request(),
             ..Record::default()
         }
     }
@@ -168,13 +171,16 @@ fn find<'a>(
     label: &str,
     conns: u64,
 ) -> Option<(usize, &'a Record)> {
-    records.iter().enumerate().rev().find(|(_, r)| {
-        r.kind == "load"
-            && r.scenario == scenario
-            && r.label == label
-            && r.connections == conns
-            && r.unavailable.is_none()
-    })
+    records
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, r)| is_run(r, scenario, conns) && r.label == label)
+}
+
+/// Whether `r` is a run of `scenario` at `conns` that could run.
+fn is_run(r: &Record, scenario: &str, conns: u64) -> bool {
+    r.kind == "load" && r.scenario == scenario && r.connections == conns && r.unavailable.is_none()
 }
 
 /// A `>=` target: verdict text.
@@ -189,23 +195,31 @@ fn at_least(value: f64, target: f64, unit: &str) -> String {
     }
 }
 
-/// A `<=` target: verdict text.
+/// One adjacent "audit off" / "audit on" pair of kv-read-one runs.
+struct AuditCost {
+    /// Throughput lost, percent.
+    percent: f64,
+    /// Server CPU added per request, microseconds (when both runs measured it).
+    cpu_us: Option<f64>,
+}
+
 /// The audit cost of each adjacent "audit off" / "audit on" pair of kv-read-one runs at
-/// 64 connections (`scripts/bench.sh` interleaves `AUDIT_ROUNDS` of them), in percent.
-fn audit_costs(records: &[Record]) -> Vec<f64> {
+/// 64 connections (`scripts/bench.sh` interleaves `AUDIT_ROUNDS` of them).
+fn audit_costs(records: &[Record]) -> Vec<AuditCost> {
     let mut costs = Vec::new();
-    let mut off = None;
-    for r in records.iter().filter(|r| {
-        r.kind == "load"
-            && r.scenario == "kv-read-one"
-            && r.connections == 64
-            && r.unavailable.is_none()
-    }) {
+    let mut off: Option<&Record> = None;
+    for r in records.iter().filter(|r| is_run(r, "kv-read-one", 64)) {
         match r.label.as_str() {
-            "audit off" => off = Some(r.rps),
+            "audit off" => off = Some(r),
             "audit on" => {
                 if let Some(off) = off.take() {
-                    costs.push((1.0 - r.rps / off) * 100.0);
+                    costs.push(AuditCost {
+                        percent: (1.0 - r.rps / off.rps) * 100.0,
+                        cpu_us: r
+                            .server_cpu_us
+                            .zip(off.server_cpu_us)
+                            .map(|(on, off)| on - off),
+                    });
                 }
             }
             _ => {}
@@ -214,6 +228,15 @@ fn audit_costs(records: &[Record]) -> Vec<f64> {
     costs
 }
 
+/// An `rss` record's resident set as text (MiB and MB) and in MB (10^6 bytes), the
+/// unit of the targets: 20 MB is 19.07 MiB.
+fn resident_mb(r: &Record) -> (String, f64) {
+    let kib = r.kib.unwrap_or(0) as f64;
+    let mb = kib * 1024.0 / 1e6;
+    (format!("{:.1} MiB = {mb:.1} MB", kib / 1024.0), mb)
+}
+
+/// A `<=` target: verdict text.
 fn at_most(value: f64, target: f64, unit: &str) -> String {
     if value <= target {
         format!("met ({value:.2}{unit} <= {target}{unit})")
@@ -233,9 +256,9 @@ pub fn report(records: &[Record]) -> String {
         |k: usize| -> Option<f64> { baseline_for(records, k).map(|b| records[k].rps / b.0) };
     let _ = writeln!(
         out,
-        "| scenario | connections | req/s | ratio to baseline | p50 ms | p99 ms | p99.9 ms | errors |"
+        "| scenario | connections | req/s | ratio to baseline | p50 ms | p99 ms | p99.9 ms | errors | server CPU µs/request |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let mut footnote = false;
     let mut unavailable = Vec::new();
     for (k, r) in records.iter().enumerate().filter(|(_, r)| r.kind == "load") {
@@ -247,7 +270,7 @@ pub fn report(records: &[Record]) -> String {
         if let Some(why) = &r.unavailable {
             let _ = writeln!(
                 out,
-                "| {name} | {} | n/a | n/a | | | | not available¹ |",
+                "| {name} | {} | n/a | n/a | | | | not available¹ | |",
                 r.connections
             );
             unavailable.push(format!("{name}: {why}"));
@@ -264,13 +287,16 @@ pub fn report(records: &[Record]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {name} | {} | {:.0} | {ratio_text} | {} | {} | {} | {} |",
+            "| {name} | {} | {:.0} | {ratio_text} | {} | {} | {} | {} | {} |",
             r.connections,
             r.rps,
             ms(r.p50_us),
             ms(r.p99_us),
             ms(r.p999_us),
-            r.errors
+            r.errors,
+            r.server_cpu_us
+                .map(|us| format!("{us:.1}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out);
@@ -426,10 +452,10 @@ pub fn report(records: &[Record]) -> String {
         .max_by_key(|r| r.count.unwrap_or(0));
     let (m, v) = match loaded {
         Some(r) => {
-            let mb = r.kib.unwrap_or(0) as f64 / 1024.0;
+            let (text, mb) = resident_mb(r);
             (
-                format!("{mb:.1} MiB with {} secrets", r.count.unwrap_or(0)),
-                at_most(mb, 500.0, " MiB"),
+                format!("{text} with {} secrets", r.count.unwrap_or(0)),
+                at_most(mb, 500.0, " MB"),
             )
         }
         None => not_measured(),
@@ -448,8 +474,8 @@ pub fn report(records: &[Record]) -> String {
     target("restart to unsealed-and-serving <= 5 s", m, v);
     let (m, v) = match rss.iter().find(|r| r.label == "idle") {
         Some(r) => {
-            let mb = r.kib.unwrap_or(0) as f64 / 1024.0;
-            (format!("{mb:.1} MiB"), at_most(mb, 20.0, " MiB"))
+            let (text, mb) = resident_mb(r);
+            (text, at_most(mb, 20.0, " MB"))
         }
         None => not_measured(),
     };
@@ -457,13 +483,23 @@ pub fn report(records: &[Record]) -> String {
     let (m, v) = match audit_costs(records) {
         costs if costs.is_empty() => not_measured(),
         costs => {
-            let mean = costs.iter().sum::<f64>() / costs.len() as f64;
-            let (lo, hi) = costs
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
+            let n = costs.len() as f64;
+            let mean = costs.iter().map(|c| c.percent).sum::<f64>() / n;
+            let (lo, hi) = costs.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
+                (lo.min(c.percent), hi.max(c.percent))
+            });
+            let cpu: Option<Vec<f64>> = costs.iter().map(|c| c.cpu_us).collect();
+            let cpu = cpu
+                .map(|v| {
+                    format!(
+                        "; server CPU +{:.1} µs per request on average",
+                        v.iter().sum::<f64>() / n
+                    )
+                })
+                .unwrap_or_default();
             (
                 format!(
-                    "{mean:.1}% lower on average over {} off/on pairs ({lo:.1}% to {hi:.1}%)",
+                    "{mean:.1}% lower on average over {} off/on pairs ({lo:.1}% to {hi:.1}%){cpu}",
                     costs.len()
                 ),
                 at_most(mean.max(0.0), 15.0, "%"),
@@ -569,15 +605,62 @@ mod tests {
             load("kv-read-one", "audit on", 64, 70.0),
             load("kv-read-one", "audit on", 64, 50.0),
         ];
-        let costs = audit_costs(&records);
+        let costs: Vec<f64> = audit_costs(&records).iter().map(|c| c.percent).collect();
         assert_eq!(
             costs.len(),
             2,
             "an unpaired 'on' run is not a pair: {costs:?}"
         );
         assert!((costs[0] - 10.0).abs() < 1e-9 && (costs[1] - 30.0).abs() < 1e-9);
-        assert!(report(&records)
-            .contains("20.0% lower on average over 2 off/on pairs (10.0% to 30.0%)"));
+        // Without the server's CPU measured, no CPU figure.
+        let text = report(&records);
+        assert!(text.contains("20.0% lower on average over 2 off/on pairs (10.0% to 30.0%) |"));
+
+        // With it, the CPU each pair added, averaged.
+        let with_cpu = |label: &str, rps: f64, us: f64| Record {
+            server_cpu_us: Some(us),
+            ..load("kv-read-one", label, 64, rps)
+        };
+        let records = vec![
+            with_cpu("audit off", 100.0, 17.0),
+            with_cpu("audit on", 80.0, 25.0),
+            with_cpu("audit off", 100.0, 18.0),
+            with_cpu("audit on", 90.0, 22.0),
+        ];
+        let text = report(&records);
+        assert!(
+            text.contains("15.0% lower on average over 2 off/on pairs (10.0% to 20.0%); server CPU +6.0 µs per request on average"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| kv-read-one (audit on) | 64 | 80 | no baseline | "),
+            "{text}"
+        );
+        assert!(text.contains(" | 25.0 |\n"), "{text}");
+    }
+
+    #[test]
+    fn resident_set_targets_are_in_megabytes() {
+        let rss = |label: &str, kib: u64, count: u64| Record {
+            kind: "rss".into(),
+            label: label.into(),
+            kib: Some(kib),
+            count: Some(count),
+            ..Record::default()
+        };
+        // 19,600 KiB is 19.1 MiB but 20.07 MB: over a 20 MB target.
+        let text = report(&[
+            rss("idle", 19_600, 0),
+            rss("after loading", 400_000, 1_000_000),
+        ]);
+        assert!(
+            text.contains("19.1 MiB = 20.1 MB | missed by 0% (20.07 MB vs <= 20 MB)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("390.6 MiB = 409.6 MB with 1000000 secrets | met (409.60 MB <= 500 MB)"),
+            "{text}"
+        );
     }
 
     #[test]

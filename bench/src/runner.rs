@@ -41,9 +41,17 @@ pub struct Outcome {
     pub first_errors: Vec<String>,
     /// TCP+TLS connections opened (= connections unless the server closed some).
     pub connects: u64,
+    /// CPU seconds the server process used over the measured time (with `server_pid`).
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl Outcome {
+    /// Server CPU per measured request, microseconds (with `server_pid`).
+    pub fn server_cpu_us_per_request(&self) -> Option<f64> {
+        let cpu = self.server_cpu_seconds?;
+        (self.requests > 0).then(|| cpu * 1e6 / self.requests as f64)
+    }
+
     /// Requests per second.
     pub fn rps(&self) -> f64 {
         if self.seconds > 0.0 {
@@ -92,6 +100,7 @@ pub async fn run(
     connections: usize,
     amount: Amount,
     progress: bool,
+    server_pid: Option<u32>,
 ) -> Result<Outcome> {
     let connections = connections.max(1);
     // Every connection is open (handshake done) before the clock starts.
@@ -137,6 +146,13 @@ pub async fn run(
             }
         })
     });
+    // The server's CPU clock when measuring starts (after the warm-up).
+    let cpu_start = server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            crate::admin::cpu_seconds(pid)
+        })
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for (n, conn) in conns.into_iter().enumerate() {
         let shared = shared.clone();
@@ -152,6 +168,12 @@ pub async fn run(
         errors += r.errors;
     }
     let end = Instant::now();
+    let server_cpu_seconds = match (cpu_start, server_pid) {
+        (Some(start), Some(pid)) => {
+            Some(crate::admin::cpu_seconds(pid)? - start.await.context("CPU sampling task")??)
+        }
+        _ => None,
+    };
     if let Some(m) = monitor {
         m.abort();
     }
@@ -172,6 +194,7 @@ pub async fn run(
         hist,
         first_errors,
         connects: shared.connects.load(Ordering::Relaxed),
+        server_cpu_seconds,
     })
 }
 
@@ -274,10 +297,25 @@ mod tests {
             Prepared::Ready(p) => p,
             Prepared::Unavailable(why) => panic!("baseline unavailable: {why}"),
         };
-        let o = run(target, Arc::new(plan), 4, Amount::Requests(300), false)
-            .await
-            .unwrap();
+        // The baseline server runs in this process: its CPU is ours.
+        let me = std::process::id();
+        let o = run(
+            target,
+            Arc::new(plan),
+            4,
+            Amount::Requests(300),
+            false,
+            Some(me),
+        )
+        .await
+        .unwrap();
         assert_eq!(o.requests, 300);
+        let cpu = o.server_cpu_seconds.expect("server CPU measured");
+        assert!(
+            cpu >= 0.0 && cpu <= crate::admin::cpu_seconds(me).unwrap(),
+            "{cpu}"
+        );
+        assert!(o.server_cpu_us_per_request().is_some());
         assert_eq!(o.errors, 0, "{:?}", o.first_errors);
         assert_eq!(o.hist.len(), 300);
         // One TLS connection per task, reused for all 300 requests.

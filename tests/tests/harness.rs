@@ -366,7 +366,6 @@ impl Drop for Server {
     }
 }
 
-/// Whether `needle` occurs anywhere in `haystack`.
 /// Try `attempt` every 50 ms until it gives a value or `timeout` has passed.
 pub async fn poll<T, F: std::future::Future<Output = Option<T>>>(
     timeout: Duration,
@@ -399,6 +398,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
+/// Whether `needle` occurs anywhere in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
