@@ -19,12 +19,17 @@ pub const DEFAULT_ADDRESS: &str = "https://127.0.0.1:8200";
 /// The token helper file, relative to `$HOME`.
 pub const TOKEN_HELPER_FILE: &str = ".coffer-token";
 
-/// Read `COFFER_<name>`, falling back to `VAULT_<name>`; empty counts as unset.
+/// Read `COFFER_<name>`, falling back to `VAULT_<name>`; empty (or blank) counts as
+/// unset.
 pub fn env_var(name: &str) -> Option<String> {
+    env_var_from(&|k| std::env::var(k).ok(), name)
+}
+
+/// [`env_var`] with the environment read through `get`.
+pub fn env_var_from(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     [format!("COFFER_{name}"), format!("VAULT_{name}")]
         .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.is_empty())
+        .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
 }
 
 /// Vault's boolean spellings (`strconv.ParseBool`).

@@ -121,13 +121,7 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<(ServerConfig, Vec<Strin
     Ok((config, warnings))
 }
 
-/// The environment's value of Vault's `VAULT_<name>` (or `COFFER_<name>`, which wins),
-/// if set and not empty.
-fn env_var(get: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    [format!("COFFER_{name}"), format!("VAULT_{name}")]
-        .iter()
-        .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
-}
+use crate::client::env_var_from as env_var;
 
 /// Vault's server environment variables, which override the config file as in Vault
 /// (deployments set them per pod): `VAULT_API_ADDR` (legacy `VAULT_REDIRECT_ADDR`),

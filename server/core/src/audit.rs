@@ -10,12 +10,16 @@
 //! or response data); the `auth` and `request` parts are serialised once and reused in
 //! the response line, so the request body is hashed once per device, not twice, and a
 //! token's hashed forms and whole `auth` member are cached per device (keyed by the token
-//! store's hash of the token), so a token seen before costs no hashing at all. Lines are written with group commit: the first request that
-//! queues a line yields once to its runtime, so every request that becomes ready in the
-//! same scheduler tick queues its line too, and then writes them all with one `write(2)`
-//! (from its own thread: no hand-off to another thread, no cross-thread wake-up) and
-//! acknowledges each with the outcome of its own line. Queues are sharded by thread, so
-//! each actix worker gathers its own requests' lines. Writes go to the OS, no fsync.
+//! store's hash of the token), so a token seen before costs no hashing at all.
+//!
+//! Lines are written with group commit: the first request that queues a line yields once
+//! to its runtime, so every request that becomes ready in the same scheduler tick queues
+//! its line too, and then writes them all with one `write(2)` from its own thread and
+//! acknowledges each with the outcome of its own line. Queues are sharded by thread
+//! (threads take the `SHARDS` shards round-robin), so each actix worker gathers its own
+//! requests' lines without a hand-off or a cross-thread wake-up as long as there are no
+//! more threads than shards; beyond that, threads share a shard and a leader may write
+//! and acknowledge another thread's lines. Writes go to the OS, no fsync.
 //!
 //! # Fail closed
 //!
@@ -47,7 +51,7 @@ use tokio::sync::oneshot;
 
 use crate::handling::LogicalResponse;
 use crate::store::LogicalStore;
-use crate::CoreError;
+use crate::{lock, CoreError};
 
 /// Where the audit table is stored (through the barrier).
 pub const AUDIT_PATH: &str = "core/audit";
@@ -59,7 +63,7 @@ const SHARDS: usize = 8;
 const HASHED_LEN: usize = 12 + 64;
 
 /// One row of the audit table.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Path with trailing `/`.
     pub path: String,
@@ -103,10 +107,6 @@ fn shard_index() -> usize {
         static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
     }
     SHARD.with(|s| *s)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The group-commit writer of one device (see the module docs).
@@ -165,19 +165,17 @@ impl GroupWriter {
                 }
                 std::mem::take(&mut s.lines)
             };
-            let mut ends = Vec::with_capacity(batch.len());
-            let mut total = 0;
-            for p in &batch {
-                total += p.line.len();
-                ends.push(total);
-            }
+            let total = batch.iter().map(|p| p.line.len()).sum();
             let (written, error) = {
                 let mut out = lock(&self.out);
                 let mut slices: Vec<IoSlice<'_>> =
                     batch.iter().map(|p| IoSlice::new(&p.line)).collect();
                 write_all_counted(out.as_mut(), &mut slices, total)
             };
-            for (p, end) in batch.into_iter().zip(ends) {
+            // Each line's outcome: written if the writes reached its end.
+            let mut end = 0;
+            for p in batch {
+                end += p.line.len();
                 let ack = match &error {
                     Some(e) if end > written => Err(e.clone()),
                     _ => Ok(()),
@@ -368,7 +366,7 @@ fn push_hashed_str(out: &mut Vec<u8>, device: &Device, value: &str) {
 }
 
 /// Append a JSON value with every string (at any depth) hashed; keys, numbers,
-/// booleans and nulls as they are (what [`Hashed`] serialises, written directly).
+/// booleans and nulls as they are.
 fn push_hashed(out: &mut Vec<u8>, device: &Device, value: &Value) {
     match value {
         Value::String(v) => push_hashed_str(out, device, v),
@@ -592,12 +590,18 @@ impl AuditBroker {
         Ok(broker)
     }
 
-    /// Re-read the table (after a replicated change). A device that fails to open is
-    /// logged and skipped; the others keep working.
+    /// Re-read the table (after a replicated change). A device whose row did not change
+    /// is kept as it is (its writer, its cache of hashed tokens); a new or changed row is
+    /// opened. A device that fails to open is logged and skipped; the others keep working.
     pub fn reload(&self, store: &LogicalStore) -> Result<(), CoreError> {
         let rows: Vec<AuditEntry> = store.get_json(AUDIT_PATH)?.unwrap_or_default();
-        let mut devices = Vec::new();
+        let current = self.snapshot();
+        let mut devices = Vec::with_capacity(rows.len());
         for row in rows {
+            if let Some(same) = current.iter().find(|d| d.entry == row) {
+                devices.push(same.clone());
+                continue;
+            }
             let path = row.path.clone();
             match Device::open(row) {
                 Ok(d) => devices.push(Arc::new(d)),
@@ -615,11 +619,6 @@ impl AuditBroker {
 
     fn snapshot(&self) -> Arc<Vec<Arc<Device>>> {
         self.devices.read().map(|d| d.clone()).unwrap_or_default()
-    }
-
-    /// Whether any device is enabled.
-    pub fn enabled(&self) -> bool {
-        !self.snapshot().is_empty()
     }
 
     /// The device at `path`, if enabled.
@@ -669,8 +668,7 @@ impl AuditBroker {
         &self,
         rec: &AuditRecord<'_>,
         audited: Option<&AuditedRequest>,
-        response: Option<&LogicalResponse>,
-        error: Option<&str>,
+        result: &Result<LogicalResponse, CoreError>,
     ) -> Result<(), CoreError> {
         let devices = self.snapshot();
         if devices.is_empty() {
@@ -697,13 +695,12 @@ impl AuditBroker {
             let mut line = Vec::with_capacity(section.len() + 1024);
             push_line_start(&mut line, "response", section);
             line.extend_from_slice(b",\"response\":");
-            match response {
-                Some(r) => push_hashed_response(&mut line, device, r),
-                None => line.extend_from_slice(b"null"),
-            }
-            if let Some(err) = error {
-                line.extend_from_slice(b",\"error\":");
-                push_json_str(&mut line, err);
+            match result {
+                Ok(r) => push_hashed_response(&mut line, device, r),
+                Err(e) => {
+                    line.extend_from_slice(b"null,\"error\":");
+                    push_json_str(&mut line, &e.to_string());
+                }
             }
             line.extend_from_slice(b"}\n");
             lines.push((device.clone(), line));
@@ -713,19 +710,13 @@ impl AuditBroker {
 }
 
 /// Write each line to its device; fine if at least one wrote.
-async fn fan_out(mut lines: Vec<(Arc<Device>, Vec<u8>)>, what: &str) -> Result<(), CoreError> {
+async fn fan_out(lines: Vec<(Arc<Device>, Vec<u8>)>, what: &str) -> Result<(), CoreError> {
     let mut written = 0;
-    let outcomes = if lines.len() == 1 {
-        let (device, line) = lines.remove(0);
+    let outcomes = futures::future::join_all(lines.into_iter().map(|(device, line)| async move {
         let ack = device.write(line).await;
-        vec![(device, ack)]
-    } else {
-        futures::future::join_all(lines.into_iter().map(|(device, line)| async move {
-            let ack = device.write(line).await;
-            (device, ack)
-        }))
-        .await
-    };
+        (device, ack)
+    }))
+    .await;
     for (device, ack) in outcomes {
         match ack {
             Ok(()) => written += 1,
@@ -887,17 +878,17 @@ mod tests {
         let audited = broker.log_request(&rec).await.unwrap().unwrap();
         let mut answer = Map::new();
         answer.insert("value".into(), json!("s3cret"));
-        let resp = LogicalResponse {
+        let resp = Ok(LogicalResponse {
             data: Some(answer),
             warnings: vec!["careful".into()],
             ..Default::default()
-        };
+        });
         broker
-            .log_response(&rec, Some(&audited), Some(&resp), None)
+            .log_response(&rec, Some(&audited), &resp)
             .await
             .unwrap();
         broker
-            .log_response(&rec, None, None, Some("permission denied"))
+            .log_response(&rec, Some(&audited), &Err(CoreError::PermissionDenied))
             .await
             .unwrap();
 
@@ -950,12 +941,15 @@ mod tests {
         let mixed = broker(vec![device("/dev/full"), device("discard")]);
         let audited = mixed.log_request(&rec).await.unwrap().unwrap();
         mixed
-            .log_response(&rec, Some(&audited), None, None)
+            .log_response(&rec, Some(&audited), &Ok(LogicalResponse::default()))
             .await
             .unwrap();
         // A response line that no device writes is an error too (here a device enabled
         // after the request line: it gets the response line all the same).
-        assert!(full.log_response(&rec, None, None, None).await.is_err());
+        assert!(full
+            .log_response(&rec, None, &Ok(LogicalResponse::default()))
+            .await
+            .is_err());
         // No device: nothing to do.
         assert!(broker(vec![]).log_request(&rec).await.unwrap().is_none());
     }
@@ -1000,7 +994,7 @@ mod tests {
                 let rec = record(&data, &[]);
                 let audited = broker.log_request(&rec).await.unwrap().unwrap();
                 broker
-                    .log_response(&rec, Some(&audited), None, None)
+                    .log_response(&rec, Some(&audited), &Ok(LogicalResponse::default()))
                     .await
                     .unwrap();
             }));

@@ -44,7 +44,7 @@ use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use crate::handling::{LogicalRequest, LogicalResponse};
-use crate::{Core, CoreError, Unsealed};
+use crate::{lock, Core, CoreError, Unsealed};
 
 /// Where the cluster CA (certificate and key) is stored, through the barrier.
 pub const CLUSTER_CA_PATH: &str = "core/cluster/ca";
@@ -346,10 +346,6 @@ pub struct ClusterState {
 
 /// An outstanding bootstrap challenge: the expected answer and when it was issued.
 type Challenge = (Zeroizing<Vec<u8>>, Instant);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// `sys/storage/raft/join` body.
 #[derive(Debug, Default, Deserialize)]

@@ -237,20 +237,10 @@ impl Core {
                     .await
             }
         };
-        match &result {
-            Ok(resp) => {
-                state
-                    .audit
-                    .log_response(&record, audited.as_ref(), Some(resp), None)
-                    .await?
-            }
-            Err(e) => {
-                state
-                    .audit
-                    .log_response(&record, audited.as_ref(), None, Some(&e.to_string()))
-                    .await?
-            }
-        }
+        state
+            .audit
+            .log_response(&record, audited.as_ref(), &result)
+            .await?;
         let mut resp = result?;
         let wrappable = resp.data.is_some() || resp.auth.is_some();
         if let Some(ttl) = req.wrap_ttl {

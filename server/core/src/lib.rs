@@ -371,6 +371,11 @@ impl Core {
 /// How often backends' `periodic` hooks run on the active node.
 const PERIODIC_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Lock a mutex whose data stays valid if a holder panicked (queues, caches).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Call every mounted backend's `periodic` hook about once a minute, on the active node
 /// only, until the state it was started for is sealed away.
 fn spawn_periodic(core: std::sync::Weak<Core>, state: std::sync::Weak<Unsealed>) {

@@ -111,9 +111,7 @@ impl Core {
                     .store
                     .get_json(&key)?
                     .ok_or_else(|| CoreError::NotFound(String::new()))?;
-                Ok(LogicalResponse {
-                    status: 200,
-                    data: json!({
+                Ok(LogicalResponse::ok(json!({
                         "name": role.name,
                         "allowed_policies": role.allowed_policies,
                         "disallowed_policies": role.disallowed_policies,
@@ -123,11 +121,7 @@ impl Core {
                         "token_explicit_max_ttl": role.token_explicit_max_ttl,
                         "token_type": role.token_type,
                         "path_suffix": role.path_suffix,
-                    })
-                    .as_object()
-                    .cloned(),
-                    ..Default::default()
-                })
+                })))
             }
             Operation::Create | Operation::Update => {
                 let mut role: TokenRole = state.store.get_json(&key)?.unwrap_or(TokenRole {

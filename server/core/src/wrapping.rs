@@ -167,20 +167,11 @@ impl Core {
                     .store
                     .get_json(&format!("{WRAP_PREFIX}{}", entry.id_hash))?
                     .ok_or_else(invalid)?;
-                Ok(LogicalResponse {
-                    status: 200,
-                    data: Some(
-                        json!({
-                            "creation_path": stored.creation_path,
-                            "creation_time": rfc3339(stored.creation_time),
-                            "creation_ttl": stored.ttl,
-                        })
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                    ),
-                    ..Default::default()
-                })
+                Ok(LogicalResponse::ok(json!({
+                    "creation_path": stored.creation_path,
+                    "creation_time": rfc3339(stored.creation_time),
+                    "creation_ttl": stored.ttl,
+                })))
             }
             "unwrap" | "rewrap" => {
                 // Either the caller *is* the wrapping token (its one use was spent by the

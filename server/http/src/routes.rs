@@ -20,24 +20,13 @@ use crate::{AppState, MAX_REQUEST_SIZE};
 /// matched by prefix: a `/v1/{tail:.*}` resource would run actix-router's regex engine on
 /// every request (5% of a KV read's CPU), for a match a `strip_prefix` does.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.default_service(web::to(entry));
+    cfg.default_service(web::to(dispatch));
 }
 
 /// The path after `/v1/` (percent-decoded as actix-router does for path parameters), or
 /// `None` outside `/v1/`.
 fn api_path(req: &HttpRequest) -> Option<&str> {
     req.match_info().as_str().strip_prefix("/v1/")
-}
-
-async fn entry(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if api_path(&req).is_none() {
-        return error_response(404, vec!["no handler for route".into()]);
-    }
-    dispatch(req, payload, state).await
 }
 
 /// Read the whole body, enforcing the size limit.
@@ -121,12 +110,16 @@ fn result<T: serde::Serialize>(r: Result<T, CoreError>) -> HttpResponse {
     }
 }
 
+/// Every `/v1/...` request (anything else is 404): forwarding, the raft and bare `sys/`
+/// routes, then the core pipeline.
 async fn dispatch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let path = api_path(&req).unwrap_or_default().to_string();
+    let Some(path) = api_path(&req).map(str::to_string) else {
+        return error_response(404, vec!["no handler for route".into()]);
+    };
     let body = match read_body(payload).await {
         Ok(b) => b,
         Err(resp) => return resp,
