@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use coffer_sdk::SdkError;
+use coffer_sdk::{is_zero, SdkError};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::b64;
@@ -53,10 +53,6 @@ struct StoredPolicy {
 
 fn is_false(b: &bool) -> bool {
     !*b
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 impl KeyPolicy {

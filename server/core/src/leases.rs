@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use coffer_barrier::barrier::LogicalOp;
-use coffer_sdk::{LeaseInfo, MountTtl, SdkError, SecretLease};
+use coffer_sdk::{is_zero, LeaseInfo, MountTtl, SdkError, SecretLease};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
@@ -100,10 +100,6 @@ pub struct LeaseIndex {
     /// Revocation failed [`MAX_REVOKE_ATTEMPTS`] times: no more retries.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub irrevocable: bool,
-}
-
-fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
 }
 
 impl LeaseIndex {
@@ -350,34 +346,39 @@ async fn load_index(state: &Weak<Unsealed>, expiration: &Expiration) {
 
 /// When a loaded lease is due (None: never, an irrevocable lease).
 fn load_deadline(state: &Unsealed, idx: &LeaseIndex, now: i64) -> Option<i64> {
-    let owner = if idx.token_hash.is_empty() {
-        None
-    } else {
-        state.tokens.lookup_hash(&idx.token_hash).ok().flatten()
-    };
     if !idx.is_secret() {
         // A token lease follows its token; a stale entry is cleared soon.
-        return Some(owner.map(|t| t.expire_time).unwrap_or(now));
+        let token = state.tokens.lookup_hash(&idx.token_hash).ok().flatten();
+        return Some(token.map_or(now, |t| t.expire_time));
     }
     if idx.irrevocable {
         return None;
     }
-    let owner_gone = !idx.token_hash.is_empty() && owner.is_none();
-    if owner_gone || idx.revoke_attempts > 0 {
+    // A token that cannot be read counts as gone: the lease is revoked now.
+    if owner_gone(state, &idx.token_hash).unwrap_or(true) || idx.revoke_attempts > 0 {
         return Some(now);
     }
     Some(idx.expire_time)
+}
+
+/// Whether the token that created a secret lease (by hash; empty: the lease has none)
+/// is gone, so the lease is due now whatever its expiry.
+fn owner_gone(state: &Unsealed, token_hash: &str) -> Result<bool, CoreError> {
+    Ok(!token_hash.is_empty() && state.tokens.lookup_hash(token_hash)?.is_none())
 }
 
 fn lease_key(lease_id: &str) -> String {
     format!("{LEASE_PREFIX}{lease_id}")
 }
 
+/// The request a backend's `revoke` or `renew` gets for a lease (`increment`: the
+/// renewal's requested TTL in seconds; 0 for a revocation).
 fn lease_request(
     core: &Core,
     m: &Mounted,
     lease_id: &str,
     idx: &LeaseIndex,
+    increment: u64,
 ) -> coffer_sdk::Request {
     coffer_sdk::Request {
         id: crate::new_uuid(),
@@ -395,7 +396,7 @@ fn lease_request(
             issue_time: idx.issue_time,
             expire_time: idx.expire_time,
             ttl: Duration::from_secs(idx.ttl),
-            increment: Duration::ZERO,
+            increment: Duration::from_secs(increment),
         }),
     }
 }
@@ -482,7 +483,7 @@ impl Core {
         if let Err(e) = state.store.commit(ops).await {
             // Vault: a secret without a lease must not stay valid.
             if let Some(backend) = &m.backend {
-                let mut r = lease_request(self, m, &lease_id, &idx);
+                let mut r = lease_request(self, m, &lease_id, &idx, 0);
                 if let Err(re) = backend
                     .revoke(&mut r, &Value::Object(idx.internal.clone()))
                     .await
@@ -493,10 +494,12 @@ impl Core {
             return Err(e);
         }
         // The creating token may already be gone (its last use was this request).
-        let owner_gone = !token_hash.is_empty() && state.tokens.lookup_hash(&token_hash)?.is_none();
-        state
-            .expiration
-            .schedule(&lease_id, if owner_gone { now } else { idx.expire_time });
+        let due = if owner_gone(state, &token_hash)? {
+            now
+        } else {
+            idx.expire_time
+        };
+        state.expiration.schedule(&lease_id, due);
         out.lease_id = lease_id;
         out.lease_duration = ttl;
         out.renewable = idx.renewable;
@@ -509,39 +512,60 @@ impl Core {
         state: &Arc<Unsealed>,
         lease_id: &str,
     ) -> Result<(), CoreError> {
-        let key = lease_key(lease_id);
-        let Some(idx) = state.store.get_json::<LeaseIndex>(&key)? else {
+        let Some(idx) = state.store.get_json::<LeaseIndex>(&lease_key(lease_id))? else {
             return Ok(());
         };
-        if idx.is_secret() {
+        let now = crate::now_unix();
+        // Renewed meanwhile: reschedule.
+        let renewed_until = if idx.is_secret() {
             if idx.irrevocable {
                 return Ok(());
             }
-            let now = crate::now_unix();
-            let owner_alive =
-                idx.token_hash.is_empty() || state.tokens.lookup_hash(&idx.token_hash)?.is_some();
-            if owner_alive && idx.expire_time > now {
-                // Renewed meanwhile: reschedule.
-                state.expiration.schedule(lease_id, idx.expire_time);
-                return Ok(());
-            }
-            // A failure is recorded and rescheduled by revoke_secret itself.
-            if let Err(e) = self
-                .revoke_secret(state, lease_id, idx, Force::No, None)
-                .await
-            {
-                tracing::warn!(lease_id = %lease_id, error = %e, "lease revocation failed");
-            }
+            (!owner_gone(state, &idx.token_hash)? && idx.expire_time > now)
+                .then_some(idx.expire_time)
+        } else {
+            state
+                .tokens
+                .lookup_hash(&idx.token_hash)?
+                .map(|token| token.expire_time)
+                .filter(|&at| at > now)
+        };
+        if let Some(at) = renewed_until {
+            state.expiration.schedule(lease_id, at);
             return Ok(());
         }
-        match state.tokens.lookup_hash(&idx.token_hash)? {
-            Some(token) if token.expire_time > crate::now_unix() => {
-                // Renewed meanwhile: reschedule.
-                state.expiration.schedule(lease_id, token.expire_time);
+        let secret = idx.is_secret();
+        match self
+            .revoke_index(state, lease_id, idx, Force::No, None)
+            .await
+        {
+            // A secret lease's failure is recorded and rescheduled by revoke_secret
+            // itself; a token lease's is retried by the timer.
+            Err(e) if secret => {
+                tracing::warn!(lease_id = %lease_id, error = %e, "lease revocation failed");
                 Ok(())
             }
+            result => result,
+        }
+    }
+
+    /// Revoke a lease read from the index: a secret lease through its backend
+    /// ([`Self::revoke_secret`]), a token lease by revoking its token and the token's
+    /// children, or by deleting the entry if the token is already gone.
+    async fn revoke_index(
+        &self,
+        state: &Arc<Unsealed>,
+        lease_id: &str,
+        idx: LeaseIndex,
+        force: Force,
+        mount: Option<&Mounted>,
+    ) -> Result<(), CoreError> {
+        if idx.is_secret() {
+            return self.revoke_secret(state, lease_id, idx, force, mount).await;
+        }
+        match state.tokens.lookup_hash(&idx.token_hash)? {
             Some(token) => state.tokens.revoke_tree(&token).await,
-            None => state.store.delete(&key).await.map(|_| ()),
+            None => state.store.delete(&lease_key(lease_id)).await.map(|_| ()),
         }
     }
 
@@ -568,7 +592,7 @@ impl Core {
         let result = match m {
             Some(m) => match &m.backend {
                 Some(backend) => {
-                    let mut r = lease_request(self, m, lease_id, &idx);
+                    let mut r = lease_request(self, m, lease_id, &idx, 0);
                     backend
                         .revoke(&mut r, &Value::Object(idx.internal.clone()))
                         .await
@@ -627,16 +651,9 @@ impl Core {
         force: Force,
         mount: Option<&Mounted>,
     ) -> Result<(), CoreError> {
-        let key = lease_key(lease_id);
-        let Some(idx) = state.store.get_json::<LeaseIndex>(&key)? else {
-            return Ok(());
-        };
-        if idx.is_secret() {
-            return self.revoke_secret(state, lease_id, idx, force, mount).await;
-        }
-        match state.tokens.lookup_hash(&idx.token_hash)? {
-            Some(token) => state.tokens.revoke_tree(&token).await,
-            None => state.store.delete(&key).await.map(|_| ()),
+        match state.store.get_json::<LeaseIndex>(&lease_key(lease_id))? {
+            Some(idx) => self.revoke_index(state, lease_id, idx, force, mount).await,
+            None => Ok(()),
         }
     }
 
@@ -650,21 +667,17 @@ impl Core {
         force: Force,
         mount: Option<&Mounted>,
     ) -> Result<(), CoreError> {
-        let ids: Vec<String> =
-            if !prefix.ends_with('/') && state.store.get(&lease_key(prefix))?.is_some() {
-                vec![prefix.to_string()]
-            } else {
-                let folder = format!("{}/", prefix.trim_end_matches('/'));
-                state
-                    .store
-                    .list_recursive(&lease_key(&folder))?
-                    .into_iter()
-                    .map(|k| k.trim_start_matches(LEASE_PREFIX).to_string())
-                    .collect()
-            };
+        if !prefix.ends_with('/') {
+            if let Some(idx) = state.store.get_json::<LeaseIndex>(&lease_key(prefix))? {
+                return self.revoke_index(state, prefix, idx, force, mount).await;
+            }
+        }
+        let folder = format!("{}/", prefix.trim_end_matches('/'));
+        let keys = state.store.list_recursive(&lease_key(&folder))?;
         let mut first_error = None;
-        for id in ids {
-            if let Err(e) = self.revoke_lease(state, &id, force, mount).await {
+        for key in keys {
+            let id = key.trim_start_matches(LEASE_PREFIX);
+            if let Err(e) = self.revoke_lease(state, id, force, mount).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -714,10 +727,7 @@ impl Core {
             .backend
             .as_ref()
             .ok_or_else(|| CoreError::BadRequest("lease is not renewable".into()))?;
-        let mut r = lease_request(self, &m, lease_id, &idx);
-        if let Some(l) = r.lease.as_mut() {
-            l.increment = Duration::from_secs(increment);
-        }
+        let mut r = lease_request(self, &m, lease_id, &idx, increment);
         r.remote_addr = req.remote_addr.clone();
         let answer = backend
             .renew(&mut r, &Value::Object(idx.internal.clone()))
@@ -809,19 +819,18 @@ impl Core {
                 if idx.is_secret() {
                     return Ok(LogicalResponse::ok(lookup_json(&id, &idx)));
                 }
+                // A token lease shows its token's times (never renewed as a lease).
                 let token = state
                     .tokens
                     .lookup_hash(&idx.token_hash)?
                     .ok_or_else(not_found)?;
-                let ttl = (token.expire_time - crate::now_unix()).max(0);
-                Ok(LogicalResponse::ok(json!({
-                    "id": id,
-                    "issue_time": rfc3339(token.creation_time),
-                    "expire_time": rfc3339(token.expire_time),
-                    "last_renewal": Value::Null,
-                    "renewable": token.renewable,
-                    "ttl": ttl,
-                })))
+                let shown = LeaseIndex {
+                    issue_time: token.creation_time,
+                    expire_time: token.expire_time,
+                    renewable: token.renewable,
+                    ..Default::default()
+                };
+                Ok(LogicalResponse::ok(lookup_json(&id, &shown)))
             }
             "renew" => {
                 let id = lease_id(url_id)?;
@@ -875,8 +884,8 @@ impl Core {
     }
 }
 
-/// `sys/leases/lookup` of a secret lease: Vault's fields, plus the revocation state when
-/// a revocation failed.
+/// `sys/leases/lookup` of a lease: Vault's fields, plus the revocation state when a
+/// revocation failed (a secret lease; a token lease passes its token's times).
 fn lookup_json(id: &str, idx: &LeaseIndex) -> Value {
     let mut v = json!({
         "id": id,
@@ -1026,5 +1035,30 @@ mod tests {
         assert_eq!(v["revoke_error"], "boom");
         assert_eq!(v["irrevocable"], false);
         assert_eq!(v["ttl"], 0);
+    }
+
+    #[test]
+    fn token_lease_lookup_keeps_vaults_shape() {
+        // What the token branch of `sys/leases/lookup` answered before it went through
+        // lookup_json: the same bytes, field for field.
+        let (id, creation, expire) = ("auth/token/create/hab", 1_700_000_000, 1_700_000_100);
+        let shown = LeaseIndex {
+            issue_time: creation,
+            expire_time: expire,
+            renewable: true,
+            ..Default::default()
+        };
+        let before = json!({
+            "id": id,
+            "issue_time": rfc3339(creation),
+            "expire_time": rfc3339(expire),
+            "last_renewal": Value::Null,
+            "renewable": true,
+            "ttl": (expire - crate::now_unix()).max(0),
+        });
+        let after = lookup_json(id, &shown);
+        assert_eq!(after.to_string(), before.to_string());
+        assert_eq!(after["issue_time"], "2023-11-14T22:13:20Z");
+        assert_eq!(after["last_renewal"], Value::Null);
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use coffer_sdk::{
-    BackendKind, Caller, LeaseInfo, MountTtl, Operation, RawBody, Request, Response, SdkError,
-    SecretLease, SpecialPaths, Storage, StorageOp,
+    is_zero, BackendKind, Caller, LeaseInfo, MountTtl, Operation, RawBody, Request, Response,
+    SdkError, SecretLease, SpecialPaths, Storage, StorageOp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -473,10 +473,6 @@ pub struct WireSecret {
     /// Data given back on renew/revoke.
     #[serde(default)]
     pub internal: Map<String, Value>,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
 }
 
 /// A raw HTTP body on the wire (`body` in base64).

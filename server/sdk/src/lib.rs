@@ -23,3 +23,9 @@ pub use error::SdkError;
 pub use request::{Caller, LeaseInfo, MountTtl, Operation, Request};
 pub use response::{LoginAuth, RawBody, Response, SecretLease};
 pub use storage::{Storage, StorageExt, StorageOp};
+
+/// Whether `v` is its type's default (zero): for serde's `skip_serializing_if`, so a
+/// zero field stays out of a stored or wire record.
+pub fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
