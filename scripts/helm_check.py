@@ -3,11 +3,13 @@
 
 For every value set (the defaults and helm/coffer/ci/*-values.yaml): `helm lint`, `helm
 template`, kubernetes-validate (strict) on the rendered manifests, and assertions on the
-rendered objects. With --coffer, also a live run: the default render's three pods started
-as local processes with the StatefulSet's own args and env and their own config files
-(addresses mapped to 127.0.0.1 ports, paths to a temporary directory, TLS from the
-certificate recipe in helm/coffer/README.md, run as written), then the README's unseal ceremony with the
-coffer CLI. Prints "N passed, N failed" at the end; exits 1 on any failure.
+rendered objects. With --coffer, also a live run of the renders of the defaults, notls and
+servername sets: each one's three pods started as local processes with the StatefulSet's
+own args and env and their own config files (addresses mapped to 127.0.0.1 ports, paths to
+a temporary directory, TLS from the certificate recipe in helm/coffer/README.md, run as
+written), then the README's unseal ceremony with the coffer CLI; and the dev set's pod,
+its args and env as rendered, used with the rendered dev root token. Prints "N passed,
+N failed" at the end; exits 1 on any failure.
 """
 
 import argparse
@@ -31,19 +33,26 @@ NAMESPACE = "secrets"
 READINESS_PATH = "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204"
 
 # What each value set must render. None for "values" means the chart's defaults.
+# max_unavailable: the PodDisruptionBudget's maxUnavailable (None: no budget, one pod).
 SETS = {
-    "defaults": dict(values=None, replicas=3, tls=True, dev=False),
-    "single": dict(values="single-values.yaml", replicas=1, tls=True, dev=False, affinity=False),
-    "dev": dict(values="dev-values.yaml", replicas=1, tls=False, dev=True),
-    "notls": dict(values="notls-values.yaml", replicas=3, tls=False, dev=False),
-    "ingress": dict(values="ingress-values.yaml", replicas=3, tls=True, dev=False, ingress=True),
+    "defaults": dict(values=None, replicas=3, tls=True, dev=False, max_unavailable=1),
+    "single": dict(values="single-values.yaml", replicas=1, tls=True, dev=False, affinity=False,
+                   max_unavailable=None),
+    "dev": dict(values="dev-values.yaml", replicas=1, tls=False, dev=True,
+                max_unavailable=None),
+    "notls": dict(values="notls-values.yaml", replicas=3, tls=False, dev=False,
+                  max_unavailable=1),
+    "ingress": dict(values="ingress-values.yaml", replicas=3, tls=True, dev=False, ingress=True,
+                    max_unavailable=1),
     "servername": dict(values="servername-values.yaml", replicas=3, tls=True, dev=False,
-                       servername=f"{RELEASE}-coffer.{NAMESPACE}.svc"),
+                       servername=f"{RELEASE}-coffer.{NAMESPACE}.svc", max_unavailable=1),
     "five": dict(
         values="five-values.yaml",
         replicas=5,
         tls=True,
         dev=False,
+        # Set in the values (the chart's default for five would be 2).
+        max_unavailable=1,
         fullname="vault",
         node_id=False,
         audit=True,
@@ -105,14 +114,17 @@ def lint(helm, chart, spec):
     check(r.returncode == 0, f"helm lint failed:\n{r.stdout}{r.stderr}")
 
 
-def render(helm, chart, spec, out_path, extra=()):
+def render(helm, chart, spec, out_path=None, extra=(), release=RELEASE):
+    """`helm template` of a value set (plus `extra` arguments) in NAMESPACE; the rendered
+    objects, also written to out_path if given."""
     r = run(
-        [helm, "template", RELEASE, chart, "--namespace", NAMESPACE]
+        [helm, "template", release, chart, "--namespace", NAMESPACE]
         + helm_args(chart, spec, extra)
     )
     check(r.returncode == 0, f"helm template failed:\n{r.stderr}")
-    with open(out_path, "w") as f:
-        f.write(r.stdout)
+    if out_path:
+        with open(out_path, "w") as f:
+            f.write(r.stdout)
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     check(docs, "nothing rendered")
     return docs
@@ -135,14 +147,21 @@ def validator_rejects_bad_manifests(k8s_version, tmp):
         path = os.path.join(tmp, f"bad-{name}.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(doc, f)
-        r = run(["kubernetes-validate", "--strict", "--quiet", "-k", k8s_version, path])
-        check(r.returncode != 0, f"kubernetes-validate accepted a bad manifest ({name})")
+        try:
+            validate(k8s_version, path)
+        except CheckFailed:
+            continue
+        raise CheckFailed(f"kubernetes-validate accepted a bad manifest ({name})")
 
 
 def chart_refuses(helm, chart, sets, needle):
-    r = run([helm, "template", RELEASE, chart, "--namespace", NAMESPACE] + sets)
-    check(r.returncode != 0, f"helm template {' '.join(sets)} should fail")
-    check(needle in r.stderr, f"expected {needle!r} in the error, got:\n{r.stderr}")
+    """`helm template` of the defaults with `sets` fails, naming `needle`."""
+    try:
+        render(helm, chart, SETS["defaults"], extra=sets)
+    except CheckFailed as e:
+        check(needle in str(e), f"expected {needle!r} in the error, got:\n{e}")
+        return
+    raise CheckFailed(f"helm template {' '.join(sets)} should fail")
 
 
 # ---- assertions on the rendered objects ----------------------------------------------------
@@ -253,7 +272,6 @@ def assert_objects(docs, spec):
         check(mounts["config"] == "/coffer/config", "config mount")
         expected_claims = ["audit", "data"] if spec.get("audit") else ["data"]
         check(sorted(claims) == expected_claims, f"volume claims {claims}")
-        check(ps["containers"][0]["volumeMounts"], "no mounts")
         check(pod["metadata"]["annotations"].get("checksum/config"), "no config checksum")
     if tls:
         check(volumes["tls"]["secret"]["secretName"] == spec.get("tls_secret", "coffer-tls"),
@@ -271,6 +289,7 @@ def assert_objects(docs, spec):
               f"config files {sorted(files)} != one per pod")
         host = lambda p: f"{p}.{internal}.{NAMESPACE}.svc"  # noqa: E731
         listen = spec.get("listen", "0.0.0.0")
+        check(mounts["data"] == "/coffer/data", "the data volume is not at the raft path")
         for p in pods:
             config = files[f"{p}.hcl"]
             check(config.count("{") == config.count("}"), f"{p}: unbalanced braces")
@@ -279,7 +298,6 @@ def assert_objects(docs, spec):
             check(f'address         = "{listen}:8200"' in config, f"{p}: listener address")
             check(f'cluster_address = "{listen}:8201"' in config, f"{p}: cluster_address")
             check('path    = "/coffer/data"' in config, f"{p}: raft path")
-            check(mounts["data"] == "/coffer/data", "the data volume is not at the raft path")
             check((f'node_id = "{p}"' in config) == spec.get("node_id", True), f"{p}: node_id")
             blocks, addrs = retry_join_blocks(config)
             check(len(blocks) == replicas - 1,
@@ -318,15 +336,16 @@ def assert_objects(docs, spec):
 
     # PodDisruptionBudget: keeps a quorum
     pdbs = objs.get("PodDisruptionBudget", [])
-    if replicas > 1:
+    if spec["max_unavailable"] is not None:
         check(len(pdbs) == 1, "no PodDisruptionBudget")
         max_unavailable = pdbs[0]["spec"]["maxUnavailable"]
-        check(max_unavailable == replicas - (replicas // 2 + 1) or spec["values"],
-              f"maxUnavailable {max_unavailable}")
+        check(max_unavailable == spec["max_unavailable"],
+              f"maxUnavailable {max_unavailable}, expected {spec['max_unavailable']}")
         check(replicas - max_unavailable > replicas // 2, "the budget allows losing quorum")
         check(pdbs[0]["spec"]["selector"]["matchLabels"] == selector, "PDB selector")
     else:
-        check(not pdbs, "a PodDisruptionBudget for a single pod blocks node drains")
+        check(not pdbs, "a PodDisruptionBudget where none is expected (for a single pod it "
+              "blocks node drains)")
 
     # Ingress
     ingresses = objs.get("Ingress", [])
@@ -354,9 +373,7 @@ def readme_example_is_rendered(helm, chart):
     with open(os.path.join(chart, "README.md")) as f:
         blocks = re.findall(r"```hcl\n(.*?)```", f.read(), re.S)
     check(len(blocks) == 1, "expected one hcl example in the README")
-    r = run([helm, "template", "coffer", chart, "--namespace", "secrets"])
-    check(r.returncode == 0, r.stderr)
-    cm = one(by_kind([d for d in yaml.safe_load_all(r.stdout) if d]), "ConfigMap")
+    cm = one(by_kind(render(helm, chart, SETS["defaults"], release="coffer")), "ConfigMap")
     rendered = cm["data"]["coffer-1.hcl"]
     norm = lambda t: [ln.rstrip() for ln in t.strip().splitlines() if not ln.startswith("#")]  # noqa: E731
     check(norm(blocks[0]) == norm(rendered),
@@ -425,11 +442,13 @@ class LiveCluster:
         self.tmp = tmp
         objs = by_kind(docs)
         self.sts = one(objs, "StatefulSet")
-        self.files = one(objs, "ConfigMap")["data"]
+        container = self.sts["spec"]["template"]["spec"]["containers"][0]
+        # Dev mode (`server -dev`) has no config files.
+        self.dev = "-dev" in container["args"]
+        self.files = {} if self.dev else one(objs, "ConfigMap")["data"]
         self.fullname = self.sts["metadata"]["name"]
         self.internal = self.sts["spec"]["serviceName"]
         self.pods = [f"{self.fullname}-{i}" for i in range(self.sts["spec"]["replicas"])]
-        container = self.sts["spec"]["template"]["spec"]["containers"][0]
         self.tls = any(e["name"] == "VAULT_CACERT" for e in container["env"])
         ports = free_ports(2 * len(self.pods))
         self.api = {p: ports[2 * i] for i, p in enumerate(self.pods)}
@@ -466,6 +485,8 @@ class LiveCluster:
             make_certificates(self.chart, self.tls_dir, self.fullname)
         for p in self.pods:
             os.makedirs(os.path.join(self.tmp, p, "home"))
+            if self.dev:
+                continue
             config = self.map_text(self.files[f"{p}.hcl"], p)
             check("/coffer/" not in config and ".svc:" not in config and "0.0.0.0" not in config,
                   f"{p}: an address or path was left unmapped:\n{config}")
@@ -510,6 +531,12 @@ class LiveCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def check_clean_exits(self):
+        """After stop(): every pod exited 0 on SIGTERM."""
+        for p, proc in self.procs.items():
+            check(proc.returncode == 0,
+                  f"{p} exited {proc.returncode} on SIGTERM:\n{self.log_text(p)}")
 
     def log_text(self, pod):
         with open(self.logs[pod]) as f:
@@ -631,48 +658,29 @@ def live_cluster(helm, chart, coffer, tmp, set_name):
             check(c.probe(p) == 200, f"{p}: an unsealed pod is not ready")
     finally:
         c.stop()
-    for p, proc in c.procs.items():
-        check(proc.returncode == 0, f"{p} exited {proc.returncode} on SIGTERM:\n{c.log_text(p)}")
+    c.check_clean_exits()
 
 
 def live_dev(helm, chart, coffer, tmp):
-    """The dev set's pod: its args and env as rendered, then a secret written and read."""
+    """The dev set's pod: its args and env as rendered, then a secret written and read
+    with the rendered dev root token."""
     docs = render(helm, chart, SETS["dev"], os.path.join(tmp, "live-dev.yaml"))
-    container = one(by_kind(docs), "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    port = free_ports(1)[0]
-    home = os.path.join(tmp, "dev-home")
-    os.makedirs(home)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    for e in container["env"]:
-        env[e["name"]] = e["value"].replace("127.0.0.1:8200", f"127.0.0.1:{port}").replace(
-            "/home/coffer", home) if "value" in e else f"{RELEASE}-coffer-0"
-    args = [a.replace("0.0.0.0:8200", f"127.0.0.1:{port}") for a in container["args"]]
-    log_path = os.path.join(tmp, "dev.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([os.path.abspath(coffer)] + args, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    c = LiveCluster(chart, coffer, docs, os.path.join(tmp, "live-dev"))
+    check(c.dev and not c.tls and c.pods == [f"{RELEASE}-coffer-0"],
+          f"the dev render is not one plain-HTTP dev pod: {c.pods}")
+    pod = c.pods[0]
+    c.token = c.env(pod)["VAULT_DEV_ROOT_TOKEN_ID"]
+    c.prepare()
     try:
-        def cli(*a):
-            return subprocess.run([os.path.abspath(coffer)] + list(a), capture_output=True,
-                                  text=True, timeout=60,
-                                  env=dict(env, VAULT_TOKEN=env["VAULT_DEV_ROOT_TOKEN_ID"]))
-        deadline = time.monotonic() + 60
-        while cli("status").returncode != 0:
-            check(proc.poll() is None, f"the dev server exited:\n{open(log_path).read()}")
-            check(time.monotonic() < deadline, f"the dev server never unsealed:\n"
-                  f"{open(log_path).read()}")
-            time.sleep(0.3)
-        r = cli("kv", "put", "secret/helm", "answer=42")
+        c.start()
+        c.wait("the dev server to unseal", lambda: c.status(pod)[0] == 0)
+        r = c.cli(pod, "kv", "put", "secret/helm", "answer=42", token=True)
         check(r.returncode == 0, f"kv put with the chart's dev root token: {r.stderr}")
-        r = cli("kv", "get", "-field=answer", "secret/helm")
+        r = c.cli(pod, "kv", "get", "-field=answer", "secret/helm", token=True)
         check(r.stdout == "42", f"kv get: {r.stdout!r} {r.stderr}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        c.stop()
+    c.check_clean_exits()
 
 
 # ---- main ----------------------------------------------------------------------------------

@@ -31,6 +31,14 @@ impl Run {
             rest.starts_with("  ").then(|| rest.trim().to_string())
         })
     }
+
+    /// Whether a line of stdout starts with `prefix` and contains `needle` (a table row
+    /// picked by its first column, with something in its other columns).
+    fn has_line(&self, prefix: &str, needle: &str) -> bool {
+        self.stdout
+            .lines()
+            .any(|l| l.starts_with(prefix) && l.contains(needle))
+    }
 }
 
 impl std::fmt::Debug for Run {
@@ -545,12 +553,7 @@ async fn cli_kv_v2_and_v1() -> Result<()> {
     // Mount management: list, tune, a v2 mount by flag, move, disable.
     let list = cli.ok(&["secrets", "list"])?;
     assert!(list.stdout.starts_with("Path"), "{list:?}");
-    assert!(
-        list.stdout
-            .lines()
-            .any(|l| l.starts_with("kv1/") && l.contains(" kv ")),
-        "{list:?}"
-    );
+    assert!(list.has_line("kv1/", " kv "), "{list:?}");
     let mounts = cli.ok(&["secrets", "list", "-format=json"])?.json()?;
     assert_eq!(mounts["secret/"]["options"]["version"], "2", "{mounts}");
     cli.ok(&["secrets", "tune", "-max-lease-ttl=1h", "kv1"])?;
@@ -779,10 +782,7 @@ async fn cli_login_with_userpass_and_approle() -> Result<()> {
         "Success! Enabled userpass auth method at: userpass/"
     );
     let methods = root.ok(&["auth", "list"])?;
-    assert!(
-        methods.stdout.lines().any(|l| l.starts_with("userpass/")),
-        "{methods:?}"
-    );
+    assert!(methods.has_line("userpass/", ""), "{methods:?}");
     root.ok(&[
         "write",
         "auth/userpass/users/alice",
@@ -909,13 +909,7 @@ async fn cli_leases_and_audit_devices() -> Result<()> {
         "Success! Enabled the file audit device at: file/"
     );
     let listed = cli.ok(&["audit", "list"])?;
-    assert!(
-        listed
-            .stdout
-            .lines()
-            .any(|l| l.starts_with("file/") && l.contains("file")),
-        "{listed:?}"
-    );
+    assert!(listed.has_line("file/", "file"), "{listed:?}");
     cli.ok(&["kv", "put", "secret/audited", "k=v"])?;
     assert!(
         std::fs::metadata(&log)?.len() > 0,
@@ -1050,13 +1044,7 @@ async fn cli_raft_snapshot_save_and_restore() -> Result<()> {
 
     let peers = cli.ok(&["operator", "raft", "list-peers"])?;
     assert!(peers.stdout.starts_with("Node"), "{peers:?}");
-    assert!(
-        peers
-            .stdout
-            .lines()
-            .any(|l| l.starts_with("node1") && l.contains("leader")),
-        "{peers:?}"
-    );
+    assert!(peers.has_line("node1", "leader"), "{peers:?}");
     Ok(())
 }
 
@@ -1168,6 +1156,7 @@ async fn cli_raft_join_step_down_and_remove_peer() -> Result<()> {
     second.cli()?.ok(&["operator", "unseal", &key])?;
     eventually("node2 a voting follower", || {
         let peers = on_first.ok(&["operator", "raft", "list-peers"])?;
+        // State follower, and Voter (the last column) true.
         Ok(peers
             .stdout
             .lines()
@@ -1183,10 +1172,7 @@ async fn cli_raft_join_step_down_and_remove_peer() -> Result<()> {
     let on_second = second.cli()?.with_token(&root);
     eventually("node2 leads", || {
         let peers = on_second.run(&["operator", "raft", "list-peers"])?;
-        Ok(peers
-            .stdout
-            .lines()
-            .any(|l| l.starts_with("node2") && l.contains("leader")))
+        Ok(peers.has_line("node2", "leader"))
     })
     .await?;
     let status = second.cli()?.ok(&["status"])?;
@@ -1272,6 +1258,21 @@ async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
     let alive = |token: &str| -> Result<bool> {
         Ok(cli.run_as(Some(token), &["token", "lookup"])?.code == 0)
     };
+    // A revoked token is refused as Vault refuses it: exit 2 and the server's 403.
+    let assert_revoked = |token: &str, what: &str| -> Result<()> {
+        let run = cli.run_as(Some(token), &["token", "lookup"])?;
+        assert_eq!(run.code, 2, "{what}: {run:?}");
+        assert!(
+            run.stderr.contains("Error looking up token"),
+            "{what}: {run:?}"
+        );
+        assert!(run.stderr.contains("Code: 403. Errors:"), "{what}: {run:?}");
+        assert!(
+            run.stderr.contains("* permission denied"),
+            "{what}: {run:?}"
+        );
+        Ok(())
+    };
 
     // token revoke -mode=orphan: the parent goes, its child survives as an orphan.
     // (The default policy cannot create tokens, as in Vault: the parent holds root.)
@@ -1285,7 +1286,7 @@ async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
     let child_token = child.stdout.trim().to_string();
     let orphaned = cli.ok(&["token", "revoke", "-mode=orphan", &parent_token])?;
     assert!(orphaned.stdout.contains("Success!"), "{orphaned:?}");
-    assert!(!alive(&parent_token)?, "the parent is revoked");
+    assert_revoked(&parent_token, "the parent is revoked")?;
     assert!(alive(&child_token)?, "the child survives -mode=orphan");
     let looked = cli
         .ok(&["token", "lookup", "-format=json", &child_token])?
@@ -1311,7 +1312,7 @@ async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
         "renewal by accessor does not reveal the token: {renewed}"
     );
     cli.ok(&["token", "revoke", "-accessor", &accessor])?;
-    assert!(!alive(&field(&by_accessor, "client_token"))?);
+    assert_revoked(&field(&by_accessor, "client_token"), "revoked by accessor")?;
 
     // lease revoke -prefix: every token lease under auth/token/create goes at once.
     let a = field(&create(&["-ttl=1h"])?, "client_token");
@@ -1326,14 +1327,12 @@ async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
         prefixed.stdout.trim(),
         "Success! Revoked any leases with prefix: auth/token/create"
     );
-    assert!(
-        !alive(&a)? && !alive(&b)?,
-        "prefix revocation took both tokens"
-    );
+    assert_revoked(&a, "prefix revocation took the first token")?;
+    assert_revoked(&b, "prefix revocation took the second token")?;
     let c = field(&create(&["-ttl=1h"])?, "client_token");
     let forced = cli.ok(&["lease", "revoke", "-force", "-prefix", "auth/token/create"])?;
     assert!(forced.stdout.contains("Revoked any leases"), "{forced:?}");
-    assert!(!alive(&c)?, "revoke-force took the token");
+    assert_revoked(&c, "revoke-force took the token")?;
 
     // secrets list -detailed: Vault's detailed columns, with the mount's options.
     let detailed = cli.ok(&["secrets", "list", "-detailed"])?;
@@ -1355,10 +1354,7 @@ async fn cli_token_modes_lease_prefixes_and_generic_formats() -> Result<()> {
         assert!(header.contains(col), "missing {col}: {detailed:?}");
     }
     assert!(
-        detailed
-            .stdout
-            .lines()
-            .any(|l| l.starts_with("secret/") && l.contains("map[version:2]")),
+        detailed.has_line("secret/", "map[version:2]"),
         "{detailed:?}"
     );
 

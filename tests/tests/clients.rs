@@ -1,9 +1,15 @@
-//! Vault compatibility through real client libraries other than vaultrs. The Python
-//! client hvac drives a fresh TLS server through the init/unseal ceremony, KV v1/v2,
-//! policies and tokens, userpass and approle, transit, wrapping, audit, rotate and seal
-//! (`tests/clients/hvac_compat.py`); the Node.js client node-vault does the same ground
-//! with its own request/response schemas (`tests/clients/node_vault_compat.js`). Both
-//! print one line per check. The clients are pinned (hvac here, node-vault in
+//! Vault compatibility through real client libraries other than vaultrs, each driving a
+//! fresh TLS server. The Python client hvac (`tests/clients/hvac_compat.py`) goes
+//! through the init/unseal ceremony, health and key status, KV v2 (CAS, patch, list,
+//! metadata, old versions, delete/undelete) and KV v1, mount tune and disable, policies,
+//! tokens (lookup, renew, capabilities, a 403, revocation with a child), userpass and
+//! approle, transit (with key rotation and rewrap), wrapping, an audit device and
+//! audit-hash, rotate, and seal and unseal again. The Node.js client node-vault
+//! (`tests/clients/node_vault_compat.js`) covers a smaller set through its own
+//! request/response schemas: the ceremony and health, KV v2 write/read/list/delete,
+//! policies, a token's create/lookup-self/renew/revoke and 403s, userpass and approle
+//! logins, a transit round trip, wrap/unwrap, unmount and seal. Both print one line per
+//! check. The clients are pinned (hvac here, node-vault in
 //! `tests/clients/package-lock.json`) and installed once into the test target dir, so
 //! `cargo test` needs only Python with pip, Node.js with npm, and their registries.
 
@@ -16,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use crate::harness::Server;
 
 /// The hvac release the check is written against.
-const HVAC: &str = "hvac==2.4.0";
+const HVAC_VERSION: &str = "2.4.0";
 
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -44,11 +50,12 @@ fn install(cmd: &mut Command, what: &str) -> Result<()> {
 /// A directory holding the pinned hvac (and its dependencies), for `PYTHONPATH`.
 fn hvac_dir() -> Result<PathBuf> {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(HVAC.replace("==", "-"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hvac-{HVAC_VERSION}"));
     let marker = dir.join(".installed");
     if marker.exists() {
         return Ok(dir);
     }
+    let requirement = format!("hvac=={HVAC_VERSION}");
     install(
         Command::new(python())
             .args([
@@ -60,10 +67,10 @@ fn hvac_dir() -> Result<PathBuf> {
             ])
             .args(["--no-warn-script-location", "--upgrade", "--target"])
             .arg(&dir)
-            .arg(HVAC),
+            .arg(&requirement),
         "pip (Python with pip is needed for the hvac check)",
     )?;
-    std::fs::write(&marker, HVAC)?;
+    std::fs::write(&marker, &requirement)?;
     Ok(dir)
 }
 
@@ -149,7 +156,7 @@ async fn node_vault_drives_the_ceremony_and_the_engines() -> Result<()> {
 async fn hvac_drives_the_ceremony_and_the_engines_a_vault_user_relies_on() -> Result<()> {
     let site = hvac_dir()?;
     let stdout = run_check(python(), "hvac_compat.py", &[("PYTHONPATH", &site)]).await?;
-    let n = passed(&stdout, "hvac 2.4.0: ");
+    let n = passed(&stdout, &format!("hvac {HVAC_VERSION}: "));
     assert!(n >= 55, "only {n} checks ran:\n{stdout}");
     Ok(())
 }

@@ -342,11 +342,10 @@ disable_mlock = true
     }
 
     async fn wait_reachable(&self, i: usize) -> Result<()> {
-        let this = self;
-        let reachable = poll(Duration::from_secs(30), move || async move {
-            let r = this
+        let reachable = poll(Duration::from_secs(30), || async move {
+            let r = self
                 .client
-                .get(this.url(i, "sys/seal-status"))
+                .get(self.url(i, "sys/seal-status"))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await;
@@ -410,10 +409,8 @@ disable_mlock = true
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        let r = Reply::read(req.send().await?).await?;
+        Ok((r.status, r.body))
     }
 
     /// Submit the threshold of unseal keys to node `i`.
@@ -455,19 +452,14 @@ disable_mlock = true
 
     /// Wait until node `i` says it is the active node.
     pub async fn wait_active(&self, i: usize, timeout: Duration) -> Result<()> {
-        let this = self;
-        let active = poll(timeout, move || async move {
-            let health = this.json(i, "GET", "sys/health", Some(""), None).await;
-            matches!(health, Ok((StatusCode::OK, _))).then_some(())
-        })
-        .await;
-        active.with_context(|| {
+        self.wait_leader(&[i], timeout).await.with_context(|| {
             format!(
                 "{} is not active; log:\n{}",
                 self.nodes[i].name,
                 self.nodes[i].log()
             )
-        })
+        })?;
+        Ok(())
     }
 
     /// The index of the active node among `candidates`, as the nodes report it.

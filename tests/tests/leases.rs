@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::Server;
+use crate::secret_leases::{lookup, renew, revoke};
 
 async fn token_with_ttl(
     server: &Server,
@@ -58,48 +59,20 @@ async fn lease_lookup_renew_revoke_and_expiry() -> anyhow::Result<()> {
     assert_eq!(ids.len(), 1, "{ids:?}");
     let lease_id = ids[0].clone();
 
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/lookup",
-            Some("root"),
-            Some(json!({"lease_id": lease_id})),
-        )
-        .await?;
+    let (status, body) = lookup(&server, "root", &lease_id).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["data"]["ttl"].as_i64().unwrap() > 3500);
     assert_eq!(body["data"]["renewable"], true);
 
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/renew",
-            Some("root"),
-            Some(json!({"lease_id": lease_id, "increment": "2h"})),
-        )
-        .await?;
+    let (status, body) = renew(&server, "root", &lease_id, Some("2h")).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["lease_duration"], 7200);
     assert_eq!(body["lease_id"], lease_id.as_str());
 
-    let (status, _) = server
-        .call(
-            "PUT",
-            "sys/leases/lookup",
-            Some("root"),
-            Some(json!({"lease_id": "nope/h1"})),
-        )
-        .await?;
+    let (status, _) = lookup(&server, "root", "nope/h1").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, _) = server
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some("root"),
-            Some(json!({"lease_id": lease_id})),
-        )
-        .await?;
+    let (status, _) = revoke(&server, "root", &lease_id).await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = server
         .call("GET", "auth/token/lookup-self", Some(&token), None)

@@ -7,13 +7,13 @@
 //! keeps the lease (lookup shows the error) and blocks a disable until `revoke-force`;
 //! leases survive a restart and expire after unseal.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{install_plugin, sha256_hex, Server};
+use crate::harness::{install_plugin, poll, sha256_hex, Server};
 use crate::pipeline::vaultrs_client;
 
 fn plugin_binary() -> &'static str {
@@ -43,16 +43,10 @@ async fn setup(server: &Server) -> Result<(Vec<String>, String)> {
     Ok((keys, root))
 }
 
-async fn role(server: &Server, token: &str, mount: &str, name: &str, body: Value) -> Result<()> {
-    let (status, body) = server
-        .call(
-            "PUT",
-            &format!("{mount}/roles/{name}"),
-            Some(token),
-            Some(body),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+/// PUT `body` to `path` (a role, the plugin's config) and require 204 No Content.
+async fn put_204(server: &Server, token: &str, path: &str, body: Value) -> Result<()> {
+    let (status, body) = server.call("PUT", path, Some(token), Some(body)).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "PUT {path}: {body}");
     Ok(())
 }
 
@@ -92,22 +86,34 @@ async fn account(server: &Server, token: &str, mount: &str, username: &str) -> R
     Ok(body["data"].clone())
 }
 
-/// Wait (bounded) until the plugin reports the account revoked.
+/// How long the waits below give the expiry timers and revocations.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Wait (bounded) until the plugin reports the account revoked; a failed read ends the
+/// wait at once.
 async fn wait_revoked(server: &Server, token: &str, mount: &str, username: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let record = account(server, token, mount, username).await?;
-        if record["status"] == "revoked" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{username} was not revoked: {record}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let revoked = poll(WAIT, || async {
+        let record = account(server, token, mount, username).await;
+        record
+            .map(|r| (r["status"] == "revoked").then_some(()))
+            .transpose()
+    })
+    .await;
+    match revoked {
+        Some(done) => done,
+        None => bail!(
+            "{username} was not revoked: {}",
+            account(server, token, mount, username).await?
+        ),
     }
 }
 
-async fn lookup(server: &Server, token: &str, lease_id: &str) -> Result<(StatusCode, Value)> {
+/// `sys/leases/lookup` of one lease.
+pub(crate) async fn lookup(
+    server: &Server,
+    token: &str,
+    lease_id: &str,
+) -> Result<(StatusCode, Value)> {
     server
         .call(
             "PUT",
@@ -118,18 +124,54 @@ async fn lookup(server: &Server, token: &str, lease_id: &str) -> Result<(StatusC
         .await
 }
 
-/// Wait (bounded) until the lease is gone from the index.
+/// `sys/leases/renew` of one lease (the id in the body), with an optional increment.
+pub(crate) async fn renew(
+    server: &Server,
+    token: &str,
+    lease_id: &str,
+    increment: Option<&str>,
+) -> Result<(StatusCode, Value)> {
+    let mut body = json!({ "lease_id": lease_id });
+    if let Some(i) = increment {
+        body["increment"] = json!(i);
+    }
+    server
+        .call("PUT", "sys/leases/renew", Some(token), Some(body))
+        .await
+}
+
+/// `sys/leases/revoke` of one lease (the id in the body).
+pub(crate) async fn revoke(
+    server: &Server,
+    token: &str,
+    lease_id: &str,
+) -> Result<(StatusCode, Value)> {
+    server
+        .call(
+            "PUT",
+            "sys/leases/revoke",
+            Some(token),
+            Some(json!({ "lease_id": lease_id })),
+        )
+        .await
+}
+
+/// Wait (bounded) until the lease is gone from the index; a failed lookup request ends
+/// the wait at once.
 async fn wait_lease_gone(server: &Server, token: &str, lease_id: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = lookup(server, token, lease_id).await?;
-        if status == StatusCode::BAD_REQUEST {
-            return Ok(());
+    let gone = poll(WAIT, || async {
+        let looked = lookup(server, token, lease_id).await;
+        looked
+            .map(|(status, _)| (status == StatusCode::BAD_REQUEST).then_some(()))
+            .transpose()
+    })
+    .await;
+    match gone {
+        Some(done) => done,
+        None => {
+            let (status, body) = lookup(server, token, lease_id).await?;
+            bail!("lease {lease_id} still there: {status} {body}")
         }
-        if Instant::now() > deadline {
-            bail!("lease {lease_id} still there: {status} {body}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -138,11 +180,10 @@ async fn secret_lease_issue_lookup_renew_and_revoke_reach_the_plugin() -> Result
     let server = Server::start_tls_with_plugins().await?;
     let (_, root) = setup(&server).await?;
     let root = root.as_str();
-    role(
+    put_204(
         &server,
         root,
-        "dyn",
-        "app",
+        "dyn/roles/app",
         json!({ "ttl": "1h", "max_ttl": "2h" }),
     )
     .await?;
@@ -182,14 +223,7 @@ async fn secret_lease_issue_lookup_renew_and_revoke_reach_the_plugin() -> Result
     assert_eq!(body["data"]["keys"], json!([suffix]));
 
     // Renew reaches the plugin with the increment; the core grants it.
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/renew",
-            Some(root),
-            Some(json!({ "lease_id": lease_id, "increment": "10m" })),
-        )
-        .await?;
+    let (status, body) = renew(&server, root, &lease_id, Some("10m")).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["lease_id"], lease_id.as_str());
     assert_eq!(body["lease_duration"], 600, "{body}");
@@ -216,36 +250,14 @@ async fn secret_lease_issue_lookup_renew_and_revoke_reach_the_plugin() -> Result
     assert_eq!(account(&server, root, "dyn", &user).await?["renewals"], 2);
 
     // The plugin may refuse a renewal: the lease is unchanged.
-    let (status, _) = server
-        .call(
-            "PUT",
-            "dyn/config",
-            Some(root),
-            Some(json!({ "refuse_renew": true })),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/renew",
-            Some(root),
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await?;
+    put_204(&server, root, "dyn/config", json!({ "refuse_renew": true })).await?;
+    let (status, body) = renew(&server, root, &lease_id, None).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["errors"].to_string().contains("refused"), "{body}");
     assert_eq!(account(&server, root, "dyn", &user).await?["renewals"], 2);
 
     // Revoke reaches the plugin and removes the lease.
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some(root),
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await?;
+    let (status, body) = revoke(&server, root, &lease_id).await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(
         account(&server, root, "dyn", &user).await?["status"],
@@ -293,8 +305,8 @@ async fn expiry_and_token_revocation_revoke_secret_leases_through_the_plugin() -
     let server = Server::start_tls_with_plugins().await?;
     let (_, root) = setup(&server).await?;
     let root = root.as_str();
-    role(&server, root, "dyn", "short", json!({ "ttl": "2s" })).await?;
-    role(&server, root, "dyn", "long", json!({ "ttl": "1h" })).await?;
+    put_204(&server, root, "dyn/roles/short", json!({ "ttl": "2s" })).await?;
+    put_204(&server, root, "dyn/roles/long", json!({ "ttl": "1h" })).await?;
 
     // Expiry: the timer revokes through the plugin and drops the lease.
     let (lease_id, user, body) = creds(&server, root, "dyn", "short").await?;
@@ -336,27 +348,12 @@ async fn failed_revocation_keeps_the_lease_blocks_disable_until_forced_and_mount
     let server = Server::start_tls_with_plugins().await?;
     let (_, root) = setup(&server).await?;
     let root = root.as_str();
-    role(&server, root, "dyn", "app", json!({ "ttl": "1h" })).await?;
+    put_204(&server, root, "dyn/roles/app", json!({ "ttl": "1h" })).await?;
 
     // The plugin refuses revocations: the lease stays, lookup shows why.
     let (stuck, stuck_user, _) = creds(&server, root, "dyn", "app").await?;
-    let (status, _) = server
-        .call(
-            "PUT",
-            "dyn/config",
-            Some(root),
-            Some(json!({ "fail_revoke": true })),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some(root),
-            Some(json!({ "lease_id": stuck })),
-        )
-        .await?;
+    put_204(&server, root, "dyn/config", json!({ "fail_revoke": true })).await?;
+    let (status, body) = revoke(&server, root, &stuck).await?;
     assert!(status.is_server_error(), "{status} {body}");
     let (status, body) = lookup(&server, root, &stuck).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -402,15 +399,7 @@ async fn failed_revocation_keeps_the_lease_blocks_disable_until_forced_and_mount
     );
 
     // Moving the mount revokes its leases (their ids name the old path), as Vault.
-    let (status, _) = server
-        .call(
-            "PUT",
-            "dyn/config",
-            Some(root),
-            Some(json!({ "fail_revoke": false })),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    put_204(&server, root, "dyn/config", json!({ "fail_revoke": false })).await?;
     let (moved, moved_user, _) = creds(&server, root, "dyn", "app").await?;
     let (status, body) = server
         .call(
@@ -434,13 +423,12 @@ async fn failed_revocation_keeps_the_lease_blocks_disable_until_forced_and_mount
     vaultrs::sys::mount::disable(&vaultrs_client(&server, root), "dyn2").await?;
     let (status, _) = lookup(&server, root, &lease).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains(&format!("revoked account {user}")) {
-        if Instant::now() > deadline {
-            bail!("the plugin never logged the revocation of {user}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logged = format!("revoked account {user}");
+    poll(Duration::from_secs(10), || async {
+        server.log().contains(&logged).then_some(())
+    })
+    .await
+    .with_context(|| format!("the plugin never logged the revocation of {user}"))?;
     let (status, _) = server
         .call(
             "LIST",
@@ -458,8 +446,8 @@ async fn secret_leases_survive_restart_and_expire_after_unseal() -> Result<()> {
     let mut server = Server::start_tls_with_plugins().await?;
     let (keys, root) = setup(&server).await?;
     let root = root.as_str();
-    role(&server, root, "dyn", "short", json!({ "ttl": "4s" })).await?;
-    role(&server, root, "dyn", "long", json!({ "ttl": "1h" })).await?;
+    put_204(&server, root, "dyn/roles/short", json!({ "ttl": "4s" })).await?;
+    put_204(&server, root, "dyn/roles/long", json!({ "ttl": "1h" })).await?;
     let (short_lease, short_user, _) = creds(&server, root, "dyn", "short").await?;
     let (long_lease, long_user, _) = creds(&server, root, "dyn", "long").await?;
     server.restart().await?;
@@ -475,24 +463,10 @@ async fn secret_leases_survive_restart_and_expire_after_unseal() -> Result<()> {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["data"]["ttl"].as_i64().unwrap() > 3500, "{body}");
     // Still renewable and revocable through the restarted plugin.
-    let (status, body) = server
-        .call(
-            "PUT",
-            "sys/leases/renew",
-            Some(root),
-            Some(json!({ "lease_id": long_lease })),
-        )
-        .await?;
+    let (status, body) = renew(&server, root, &long_lease, None).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = server
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some(root),
-            Some(json!({ "lease_id": long_lease })),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = revoke(&server, root, &long_lease).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(
         account(&server, root, "dyn", &long_user).await?["status"],
         "revoked"
