@@ -221,7 +221,9 @@ impl Core {
             remote_address: req.remote_addr.as_deref().unwrap_or(""),
             mount_type: &mount_type,
         };
-        let audited = state.audit.log_request(&record).await?;
+        // Reads and lists change nothing: their request line goes out with the response line.
+        let defer = matches!(req.operation, Operation::Read | Operation::List);
+        let audited = state.audit.log_request(&record, defer)?;
         let result = match &target {
             Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await,
             Target::Token => match entry.as_deref() {
@@ -237,10 +239,7 @@ impl Core {
                     .await
             }
         };
-        state
-            .audit
-            .log_response(&record, audited.as_ref(), &result)
-            .await?;
+        state.audit.log_response(&record, audited, &result)?;
         let mut resp = result?;
         let wrappable = resp.data.is_some() || resp.auth.is_some();
         if let Some(ttl) = req.wrap_ttl {
