@@ -931,22 +931,28 @@ mod tests {
             .is_err());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_requests_are_written_as_whole_lines() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("audit.log");
         let broker = Arc::new(broker(vec![device(file.to_str().unwrap())]));
+        const ROUNDS: usize = 20;
         let mut tasks = Vec::new();
         for i in 0..64 {
             let broker = broker.clone();
             tasks.push(tokio::spawn(async move {
                 let mut data = Map::new();
                 data.insert("i".into(), json!(i));
+                // Keys are logged in the clear: lines of several KiB, across pages.
+                data.insert("k".repeat(3000 + i), json!(1));
                 let rec = record(&data, &[]);
-                let audited = broker.log_request(&rec, false).unwrap().unwrap();
-                broker
-                    .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
-                    .unwrap();
+                for round in 0..ROUNDS {
+                    // Alternately written at once and deferred to the response line.
+                    let audited = broker.log_request(&rec, round % 2 == 0).unwrap().unwrap();
+                    broker
+                        .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
+                        .unwrap();
+                }
             }));
         }
         for t in tasks {
@@ -957,7 +963,7 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 128);
+        assert_eq!(lines.len(), 64 * ROUNDS * 2);
         for i in 0..64 {
             let of_i = |kind: &str| {
                 lines
@@ -965,7 +971,11 @@ mod tests {
                     .filter(|l| l["type"] == kind && l["request"]["data"]["i"] == i)
                     .count()
             };
-            assert_eq!((of_i("request"), of_i("response")), (1, 1), "request {i}");
+            assert_eq!(
+                (of_i("request"), of_i("response")),
+                (ROUNDS, ROUNDS),
+                "request {i}"
+            );
         }
     }
 }
