@@ -108,20 +108,30 @@ async fn wait_revoked(server: &Server, token: &str, mount: &str, username: &str)
     }
 }
 
+/// `PUT sys/leases/<op>` of one lease (the id in the body).
+async fn lease_op(
+    server: &Server,
+    token: &str,
+    op: &str,
+    lease_id: &str,
+) -> Result<(StatusCode, Value)> {
+    server
+        .call(
+            "PUT",
+            &format!("sys/leases/{op}"),
+            Some(token),
+            Some(json!({ "lease_id": lease_id })),
+        )
+        .await
+}
+
 /// `sys/leases/lookup` of one lease.
 pub(crate) async fn lookup(
     server: &Server,
     token: &str,
     lease_id: &str,
 ) -> Result<(StatusCode, Value)> {
-    server
-        .call(
-            "PUT",
-            "sys/leases/lookup",
-            Some(token),
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await
+    lease_op(server, token, "lookup", lease_id).await
 }
 
 /// `sys/leases/renew` of one lease (the id in the body), with an optional increment.
@@ -146,14 +156,7 @@ pub(crate) async fn revoke(
     token: &str,
     lease_id: &str,
 ) -> Result<(StatusCode, Value)> {
-    server
-        .call(
-            "PUT",
-            "sys/leases/revoke",
-            Some(token),
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await
+    lease_op(server, token, "revoke", lease_id).await
 }
 
 /// Wait (bounded) until the lease is gone from the index; a failed lookup request ends

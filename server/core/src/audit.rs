@@ -24,7 +24,11 @@
 //!
 //! With at least one device enabled:
 //! - a request is handled only after its request line was written by at least one
-//!   device; otherwise it is refused (500) before it is handled;
+//!   device; otherwise it is refused (500) before it is handled. Reads and lists, which
+//!   change nothing, are the exception: their request line is built when they arrive
+//!   (with that time) and written with their response line in one write, so they fail
+//!   (500, no answer) when neither line can be written, and a read cancelled before its
+//!   answer still writes its request line;
 //! - its answer is returned only after its response line was written by at least one
 //!   device; otherwise the client gets a 500 instead of the answer. As with Vault (which
 //!   answers `ErrInternalError` when `LogResponse` fails), the operation itself has then
@@ -39,6 +43,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 use base64::Engine;
+use coffer_sdk::Operation;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -350,7 +355,7 @@ pub struct AuditRecord<'a> {
     /// Request id.
     pub id: &'a str,
     /// Operation name.
-    pub operation: &'a str,
+    pub operation: Operation,
     /// Request path.
     pub path: &'a str,
     /// Client token (hashed before writing).
@@ -392,7 +397,7 @@ fn push_section(out: &mut Vec<u8>, device: &Device, rec: &AuditRecord<'_>) {
     out.extend_from_slice(b",\"mount_type\":");
     push_json_str(out, rec.mount_type);
     out.extend_from_slice(b",\"namespace\":{\"id\":\"root\"},\"operation\":");
-    push_json_str(out, rec.operation);
+    push_json_str(out, rec.operation.as_str());
     out.extend_from_slice(b",\"path\":");
     push_json_str(out, rec.path);
     out.extend_from_slice(b",\"remote_address\":");
@@ -568,19 +573,16 @@ impl AuditBroker {
     /// `Ok(Some(_))` (to pass to [`AuditBroker::log_response`]) once at least one device
     /// wrote the line, an error (refuse the request) when none did.
     ///
-    /// With `defer` (for requests without side effects: reads and lists) the line is
-    /// built now, with the request's time, and written together with the response line
-    /// in one write: the answer is still returned only once both lines are written, and
-    /// a request whose lines cannot be written still fails.
-    pub fn log_request(
-        &self,
-        rec: &AuditRecord<'_>,
-        defer: bool,
-    ) -> Result<Option<AuditedRequest>, CoreError> {
+    /// A read's or list's line (they change nothing) is built now, with the request's
+    /// time, and written together with the response line in one write: the answer is
+    /// still returned only once both lines are written, and a request whose lines cannot
+    /// be written still fails.
+    pub fn log_request(&self, rec: &AuditRecord<'_>) -> Result<Option<AuditedRequest>, CoreError> {
         let devices = self.snapshot();
         if devices.is_empty() {
             return Ok(None);
         }
+        let defer = matches!(rec.operation, Operation::Read | Operation::List);
         let mut logged = Vec::with_capacity(devices.len());
         for device in devices.iter() {
             let mut section = Vec::with_capacity(512);
@@ -755,7 +757,7 @@ mod tests {
     fn record<'a>(data: &'a Map<String, Value>, policies: &'a [String]) -> AuditRecord<'a> {
         AuditRecord {
             id: "req-1",
-            operation: "update",
+            operation: Operation::Update,
             path: "secret/data/x",
             client_token: "hvs.secret-token",
             token_hash: "store-hash-of-the-token",
@@ -827,7 +829,7 @@ mod tests {
         data.insert("password".into(), json!("hunter2"));
         let policies = vec!["default".to_string()];
         let rec = record(&data, &policies);
-        let audited = broker.log_request(&rec, false).unwrap().unwrap();
+        let audited = broker.log_request(&rec).unwrap().unwrap();
         let mut answer = Map::new();
         answer.insert("value".into(), json!("s3cret"));
         let resp = Ok(LogicalResponse {
@@ -884,11 +886,11 @@ mod tests {
         let data = Map::new();
         let rec = record(&data, &[]);
         let full = broker(vec![device("/dev/full")]);
-        let err = full.log_request(&rec, false).err().expect("refused");
+        let err = full.log_request(&rec).err().expect("refused");
         assert!(err.to_string().contains("audit"), "{err}");
         // One good device is enough.
         let mixed = broker(vec![device("/dev/full"), device("discard")]);
-        let audited = mixed.log_request(&rec, false).unwrap().unwrap();
+        let audited = mixed.log_request(&rec).unwrap().unwrap();
         mixed
             .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
             .unwrap();
@@ -898,7 +900,7 @@ mod tests {
             .log_response(&rec, None, &Ok(LogicalResponse::default()))
             .is_err());
         // No device: nothing to do.
-        assert!(broker(vec![]).log_request(&rec, false).unwrap().is_none());
+        assert!(broker(vec![]).log_request(&rec).unwrap().is_none());
     }
 
     #[test]
@@ -907,9 +909,12 @@ mod tests {
         let file = dir.path().join("audit.log");
         let broker = broker(vec![device(file.to_str().unwrap())]);
         let data = Map::new();
-        let rec = record(&data, &[]);
+        let rec = AuditRecord {
+            operation: Operation::Read,
+            ..record(&data, &[])
+        };
         let read = || std::fs::read_to_string(&file).unwrap_or_default();
-        let audited = broker.log_request(&rec, true).unwrap().unwrap();
+        let audited = broker.log_request(&rec).unwrap().unwrap();
         assert_eq!(read(), "", "nothing written before the response");
         broker
             .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
@@ -921,11 +926,11 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["\"request\"", "\"response\""]);
         // A request that goes away without an answer still leaves its request line.
-        drop(broker.log_request(&rec, true).unwrap().unwrap());
+        drop(broker.log_request(&rec).unwrap().unwrap());
         assert_eq!(read().lines().count(), 3);
         // A deferred read whose lines cannot be written fails.
         let full = self::broker(vec![device("/dev/full")]);
-        let audited = full.log_request(&rec, true).unwrap().unwrap();
+        let audited = full.log_request(&rec).unwrap().unwrap();
         assert!(full
             .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
             .is_err());
@@ -945,12 +950,18 @@ mod tests {
                 data.insert("i".into(), json!(i));
                 // Keys are logged in the clear: lines of several KiB, across pages.
                 data.insert("k".repeat(3000 + i), json!(1));
-                let rec = record(&data, &[]);
+                let update = record(&data, &[]);
+                let read = AuditRecord {
+                    operation: Operation::Read,
+                    ..record(&data, &[])
+                };
                 for round in 0..ROUNDS {
-                    // Alternately written at once and deferred to the response line.
-                    let audited = broker.log_request(&rec, round % 2 == 0).unwrap().unwrap();
+                    // Alternately written at once (an update) and deferred to the
+                    // response line (a read).
+                    let rec = if round % 2 == 0 { &read } else { &update };
+                    let audited = broker.log_request(rec).unwrap().unwrap();
                     broker
-                        .log_response(&rec, Some(audited), &Ok(LogicalResponse::default()))
+                        .log_response(rec, Some(audited), &Ok(LogicalResponse::default()))
                         .unwrap();
                 }
             }));

@@ -204,7 +204,7 @@ impl Core {
         let no_policies = Vec::new();
         let record = crate::audit::AuditRecord {
             id: &request_id,
-            operation: req.operation.as_str(),
+            operation: req.operation,
             path: &req.path,
             client_token: if entry.is_some() { &token } else { "" },
             token_hash: entry.as_deref().map(|e| e.id_hash.as_str()).unwrap_or(""),
@@ -221,9 +221,7 @@ impl Core {
             remote_address: req.remote_addr.as_deref().unwrap_or(""),
             mount_type: &mount_type,
         };
-        // Reads and lists change nothing: their request line goes out with the response line.
-        let defer = matches!(req.operation, Operation::Read | Operation::List);
-        let audited = state.audit.log_request(&record, defer)?;
+        let audited = state.audit.log_request(&record)?;
         let result = match &target {
             Target::Sys => self.handle_sys(&state, &req, entry.as_deref()).await,
             Target::Token => match entry.as_deref() {
