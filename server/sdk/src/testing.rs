@@ -11,11 +11,12 @@ use crate::request::{Caller, MountTtl, Operation, Request};
 use crate::storage::{Storage, StorageOp};
 use crate::SdkError;
 
-/// In-memory storage with Vault `List` semantics; counts commits.
+/// In-memory storage with Vault `List` semantics; counts reads and commits.
 #[derive(Default)]
 pub struct MemStorage {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     commits: Mutex<u64>,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl MemStorage {
@@ -36,11 +37,18 @@ impl MemStorage {
     pub fn commits(&self) -> u64 {
         self.commits.lock().map(|c| *c).unwrap_or(0)
     }
+
+    /// Number of `get` calls so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 #[async_trait]
 impl Storage for MemStorage {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SdkError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self
             .data
             .lock()

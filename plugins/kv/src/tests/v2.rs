@@ -620,3 +620,86 @@ async fn cached_metadata_follows_local_and_replicated_changes() {
     kv.ok(Delete, "metadata/app", json!({})).await;
     assert_eq!(kv.status(Read, "data/app", json!({})).await, 404);
 }
+
+/// A write takes the secret's metadata (also "does not exist") and the mount config
+/// from the caches: creating a secret after its existence check reads no storage. Local
+/// and replicated changes of either are seen by the next write.
+#[tokio::test]
+async fn writes_use_the_cached_metadata_and_config_and_follow_changes() {
+    use coffer_sdk::testing::request;
+    use coffer_sdk::{Storage, StorageOp};
+
+    let kv = mount().await;
+    kv.ok(Update, "data/warm", json!({"data": {"v": 1}})).await;
+    let exists = |path: &str| {
+        let req = request(kv.storage.clone(), Update, path, json!({}));
+        let backend = kv.backend.clone();
+        async move { backend.existence_check(&req).await.unwrap() }
+    };
+
+    // Create after the existence check: no storage read at all.
+    assert_eq!(exists("data/new").await, Some(false));
+    let reads = kv.storage.reads();
+    kv.ok(Update, "data/new", json!({"data": {"v": 1}})).await;
+    assert_eq!(kv.storage.reads(), reads);
+    assert_eq!(exists("data/new").await, Some(true));
+    let written = kv.ok(Update, "data/new", json!({"data": {"v": 2}})).await;
+    assert_eq!(written.data.unwrap()["version"], 2);
+
+    // Cached as absent, then created by another node: the next write makes version 2.
+    assert_eq!(exists("data/elsewhere").await, Some(false));
+    let created = "2024-01-01T00:00:00Z";
+    let meta = json!({
+        "current_version": 1, "oldest_version": 1, "max_versions": 0, "cas_required": false,
+        "delete_version_after": 0, "custom_metadata": {}, "created_time": created,
+        "updated_time": created,
+        "versions": {"1": {"created_time": created, "deletion_time": null, "destroyed": false}},
+    });
+    kv.storage
+        .commit(vec![
+            StorageOp::Put {
+                key: "_kv2/ver/elsewhere/1".into(),
+                value: serde_json::to_vec(&json!({"created_time": created, "data": {"v": 1}}))
+                    .unwrap(),
+            },
+            StorageOp::Put {
+                key: "_kv2/meta/elsewhere".into(),
+                value: serde_json::to_vec(&meta).unwrap(),
+            },
+        ])
+        .await
+        .unwrap();
+    kv.backend.invalidate("_kv2/meta/elsewhere");
+    let written = kv
+        .ok(Update, "data/elsewhere", json!({"data": {"v": 2}}))
+        .await;
+    assert_eq!(written.data.unwrap()["version"], 2);
+    assert_eq!(
+        kv.data(Read, "data/elsewhere", json!({"version": 1})).await["data"]["v"],
+        1
+    );
+
+    // The config: a local change applies to the very next write...
+    kv.ok(Update, "config", json!({"cas_required": true})).await;
+    assert_eq!(
+        kv.status(Update, "data/warm", json!({"data": {"v": 2}}))
+            .await,
+        400
+    );
+    kv.ok(
+        Update,
+        "data/warm",
+        json!({"data": {"v": 2}, "options": {"cas": 1}}),
+    )
+    .await;
+    // ...and a replicated one once it is invalidated.
+    kv.storage
+        .commit(vec![StorageOp::Put {
+            key: "_kv2/config".into(),
+            value: serde_json::to_vec(&json!({"cas_required": false})).unwrap(),
+        }])
+        .await
+        .unwrap();
+    kv.backend.invalidate("_kv2/config");
+    kv.ok(Update, "data/warm", json!({"data": {"v": 3}})).await;
+}

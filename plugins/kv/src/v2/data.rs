@@ -6,7 +6,7 @@ use coffer_sdk::storage::json_op;
 use coffer_sdk::{Request, Response, SdkError, Storage, StorageOp};
 use serde_json::{Map, Value};
 
-use super::{load_config, load_meta, load_version, put_meta, KvV2};
+use super::{load_meta, load_version, put_meta, KvV2};
 use crate::json::{merge_patch, subkeys};
 use crate::layout::{
     version_key, KeyMetadata, MountConfig, VersionMeta, VersionRecord, DEFAULT_MAX_VERSIONS,
@@ -204,9 +204,11 @@ impl KvV2 {
         let data = params::data_object(req)?.clone();
         let cas = params::cas(req)?;
         let _guard = self.lock(path).write().await;
-        let config = load_config(storage).await?;
-        let meta = match load_meta(storage, path).await? {
-            Some(meta) => meta,
+        let config = self.config(storage).await?;
+        // From the cache (see the module docs): for a new secret, what the existence
+        // check found.
+        let meta = match self.cached_meta(storage, path).await? {
+            Some(meta) => KeyMetadata::clone(&meta),
             None => KeyMetadata::new(Utc::now()),
         };
         check_cas(&config, &meta, cas)?;
@@ -226,7 +228,7 @@ impl KvV2 {
         let cas = params::cas(req)?;
         let _guard = self.lock(path).write().await;
         let meta = load_meta(storage, path).await?.ok_or(SdkError::NotFound)?;
-        let config = load_config(storage).await?;
+        let config = self.config(storage).await?;
         check_cas(&config, &meta, cas)?;
         let latest = meta.current_version;
         let vm = meta.versions.get(&latest).ok_or(SdkError::NotFound)?;
@@ -282,7 +284,7 @@ impl KvV2 {
         let Some(mut meta) = load_meta(storage, path).await? else {
             return Ok(Response::empty());
         };
-        let config = load_config(storage).await?;
+        let config = self.config(storage).await?;
         let revived_deletion = scheduled_deletion(&config, &meta, Utc::now());
         let mut changed = false;
         let mut data_deletes = Vec::new();

@@ -25,10 +25,17 @@
 //!
 //! Reads keep the decoded metadata of recently read secrets in a bounded cache
 //! ([`MetaCache`]): decoding it (JSON with RFC 3339 times) was 8% of a KV read's CPU.
-//! Storage stays the authority and its format is unchanged: an entry is dropped after
-//! every local commit that touches the secret and on every replicated change of its
-//! metadata key ([`Backend::invalidate`], on standbys too), and a read that raced with
-//! such a change does not put what it read into the cache (per-stripe generations).
+//! The cache also remembers secrets that do not exist, so the write that creates a
+//! secret reuses what its existence check found instead of reading storage again; and
+//! the mount's config is cached the same way ([`ConfigCache`]). Storage stays the
+//! authority and its format is unchanged: an entry is dropped after every local commit
+//! that touches the secret (or the config) and on every replicated change of its key
+//! ([`Backend::invalidate`], on standbys too), and a read that raced with such a change
+//! does not put what it read into the cache (generations). A write of `data/<path>`
+//! takes the metadata from the cache under the path's write lock: every change of the
+//! secret on this node is serialised by that lock and dropped from the cache before the
+//! lock is released, and changes replicated from elsewhere are dropped as they apply,
+//! so what it finds there is what storage holds.
 
 mod data;
 mod metadata;
@@ -60,7 +67,8 @@ fn stripe(path: &str) -> usize {
     (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
-/// Decoded metadata of recently read secrets, by secret path.
+/// Decoded metadata of recently read secrets (`None`: the secret does not exist), by
+/// secret path.
 ///
 /// A reader notes its stripe's generation before it reads storage and inserts what it
 /// read only if the generation is unchanged; [`MetaCache::forget`] bumps the generation
@@ -68,7 +76,7 @@ fn stripe(path: &str) -> usize {
 /// followed by a `forget` (after the local commit, and from the apply listener on every
 /// node), so a value read before a change never lands in the cache after it.
 struct MetaCache {
-    map: std::sync::RwLock<HashMap<String, Arc<KeyMetadata>>>,
+    map: std::sync::RwLock<HashMap<String, Option<Arc<KeyMetadata>>>>,
     generations: [AtomicU64; LOCK_STRIPES],
 }
 
@@ -82,7 +90,8 @@ impl Default for MetaCache {
 }
 
 impl MetaCache {
-    fn get(&self, path: &str) -> Option<Arc<KeyMetadata>> {
+    /// `Some(None)`: known not to exist; `None`: not cached.
+    fn get(&self, path: &str) -> Option<Option<Arc<KeyMetadata>>> {
         self.map.read().ok()?.get(path).cloned()
     }
 
@@ -90,7 +99,7 @@ impl MetaCache {
         self.generations[stripe].load(Ordering::Acquire)
     }
 
-    fn insert(&self, path: &str, stripe: usize, generation: u64, meta: Arc<KeyMetadata>) {
+    fn insert(&self, path: &str, stripe: usize, generation: u64, meta: Option<Arc<KeyMetadata>>) {
         let Ok(mut map) = self.map.write() else {
             return;
         };
@@ -118,6 +127,40 @@ impl MetaCache {
             g.fetch_add(1, Ordering::AcqRel);
         }
         map.clear();
+    }
+}
+
+/// The mount's decoded config, with the scheme of [`MetaCache`]: a reader inserts what it
+/// read only if no change came in between ([`ConfigCache::forget`] after every local
+/// config write and on every replicated change of the config key).
+#[derive(Default)]
+struct ConfigCache {
+    value: std::sync::RwLock<Option<MountConfig>>,
+    generation: AtomicU64,
+}
+
+impl ConfigCache {
+    fn get(&self) -> Option<MountConfig> {
+        self.value.read().ok()?.clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn insert(&self, generation: u64, config: MountConfig) {
+        let Ok(mut value) = self.value.write() else {
+            return;
+        };
+        if self.generation.load(Ordering::Acquire) == generation {
+            *value = Some(config);
+        }
+    }
+
+    fn forget(&self) {
+        let mut value = self.value.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *value = None;
     }
 }
 
@@ -187,6 +230,8 @@ pub struct KvV2 {
     locks: [RwLock<()>; LOCK_STRIPES],
     /// Decoded metadata of recently read secrets.
     meta_cache: MetaCache,
+    /// The decoded mount config.
+    config_cache: ConfigCache,
 }
 
 impl Default for KvV2 {
@@ -196,6 +241,7 @@ impl Default for KvV2 {
             upgrade_lock: Mutex::new(()),
             locks: std::array::from_fn(|_| RwLock::new(())),
             meta_cache: MetaCache::default(),
+            config_cache: ConfigCache::default(),
         }
     }
 }
@@ -211,24 +257,33 @@ impl KvV2 {
         &self.locks[stripe(path)]
     }
 
-    /// A secret's metadata for reading, from the cache or from storage.
+    /// A secret's metadata (`None` when it does not exist), from the cache or from
+    /// storage.
     async fn cached_meta(
         &self,
         storage: &dyn Storage,
         path: &str,
     ) -> Result<Option<Arc<KeyMetadata>>, SdkError> {
         if let Some(meta) = self.meta_cache.get(path) {
-            return Ok(Some(meta));
+            return Ok(meta);
         }
         let stripe = stripe(path);
         let generation = self.meta_cache.generation(stripe);
-        let Some(meta) = load_meta(storage, path).await? else {
-            return Ok(None);
-        };
-        let meta = Arc::new(meta);
+        let meta = load_meta(storage, path).await?.map(Arc::new);
         self.meta_cache
             .insert(path, stripe, generation, meta.clone());
-        Ok(Some(meta))
+        Ok(meta)
+    }
+
+    /// The mount config, from the cache or from storage.
+    async fn config(&self, storage: &dyn Storage) -> Result<MountConfig, SdkError> {
+        if let Some(config) = self.config_cache.get() {
+            return Ok(config);
+        }
+        let generation = self.config_cache.generation();
+        let config = load_config(storage).await?;
+        self.config_cache.insert(generation, config.clone());
+        Ok(config)
     }
 
     /// Commit changes to the secret at `path`, then drop its cached metadata (also when
@@ -256,6 +311,7 @@ impl KvV2 {
         }
         let result = upgrade::run(storage).await;
         self.meta_cache.clear();
+        self.config_cache.forget();
         result?;
         self.upgraded.store(true, Ordering::Release);
         Ok(())
@@ -308,7 +364,12 @@ impl Backend for KvV2 {
         match route(&req.path) {
             Route::Config => match op {
                 Operation::Read => metadata::read_config(storage).await,
-                _ if write => metadata::write_config(storage, req).await,
+                _ if write => {
+                    let result = metadata::write_config(storage, req).await;
+                    // Also after a failed commit: its outcome may be unknown.
+                    self.config_cache.forget();
+                    result
+                }
                 _ => Err(SdkError::UnsupportedOperation),
             },
             Route::Data(path) => match op {
@@ -355,6 +416,8 @@ impl Backend for KvV2 {
     fn invalidate(&self, key: &str) {
         if let Some(path) = key.strip_prefix(META_PREFIX) {
             self.meta_cache.forget(path);
+        } else if key == CONFIG_KEY {
+            self.config_cache.forget();
         }
     }
 }
