@@ -8,6 +8,10 @@
 //!   so a value copied to another path does not decrypt. [`encrypt`] always writes it.
 //! - Version 1 ([`VERSION_NO_AAD`]) has no associated data; [`decrypt`] accepts it.
 //!
+//! [`encrypt`] and [`decrypt`] take a raw key; [`encrypt_with`] and [`decrypt_with`] take
+//! an AES-256-GCM instance built from it once (its key schedule, zeroized on drop), which
+//! the keyring keeps per term so a request does not expand the key again.
+//!
 //! The term only selects the key (see the keyring); it is not authenticated here: a blob
 //! whose term was altered decrypts with the key the caller chose, or, through the
 //! keyring, selects another key and fails authentication. Errors never contain key,
@@ -68,6 +72,21 @@ pub fn encrypt(
     path: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CipherError> {
+    encrypt_with(&new_cipher(key), term, path, plaintext)
+}
+
+/// The AES-256-GCM instance for `key` (for [`encrypt_with`] and [`decrypt_with`]).
+pub fn new_cipher(key: &[u8; KEY_LEN]) -> Aes256Gcm {
+    Aes256Gcm::new(key.into())
+}
+
+/// [`encrypt`] with a cipher built by [`new_cipher`].
+pub fn encrypt_with(
+    cipher: &Aes256Gcm,
+    term: u32,
+    path: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CipherError> {
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
@@ -79,7 +98,6 @@ pub fn encrypt(
     out.extend_from_slice(&nonce);
     out.resize(HEADER_LEN + plaintext.len(), 0);
 
-    let cipher = Aes256Gcm::new(key.into());
     let buffer = match InOutBuf::new(plaintext, &mut out[HEADER_LEN..]) {
         Ok(buffer) => buffer,
         Err(_) => return Err(CipherError::TooLong),
@@ -121,6 +139,15 @@ pub fn term_of(ciphertext: &[u8]) -> Result<u32, CipherError> {
 ///
 /// The term in the header is not checked: the caller picked `key` for it.
 pub fn decrypt(key: &[u8; KEY_LEN], path: &str, ciphertext: &[u8]) -> Result<Vec<u8>, CipherError> {
+    decrypt_with(&new_cipher(key), path, ciphertext)
+}
+
+/// [`decrypt`] with a cipher built by [`new_cipher`].
+pub fn decrypt_with(
+    cipher: &Aes256Gcm,
+    path: &str,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, CipherError> {
     let (_, version) = parse_header(ciphertext)?;
     let aad: &[u8] = if version == VERSION_PATH_AAD {
         path.as_bytes()
@@ -139,7 +166,6 @@ pub fn decrypt(key: &[u8; KEY_LEN], path: &str, ciphertext: &[u8]) -> Result<Vec
     })?;
 
     let mut out = vec![0u8; body.len()];
-    let cipher = Aes256Gcm::new(key.into());
     let buffer = InOutBuf::new(body, &mut out).map_err(|_| CipherError::Authentication)?;
     match cipher.decrypt_inout_detached(nonce.into(), aad, buffer, tag.into()) {
         Ok(()) => Ok(out),

@@ -30,6 +30,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use aes_gcm::Aes256Gcm;
+
 use crate::cipher::{self, CipherError, KEY_LEN};
 
 /// The term written into blobs encrypted directly under a raw key (root key, unseal key).
@@ -143,25 +145,33 @@ pub fn decrypt_with_key(
 /// One term of a keyring: its data key and when it was installed.
 pub struct TermInfo {
     key: Key,
+    /// The AES-256-GCM instance of `key` (its expanded key schedule; zeroized on drop).
+    cipher: Aes256Gcm,
     /// When this term was created (by [`Keyring::new`] or [`Keyring::rotate`]).
     pub install_time: DateTime<Utc>,
 }
 
 impl TermInfo {
+    fn new(key: Key, install_time: DateTime<Utc>) -> TermInfo {
+        TermInfo {
+            cipher: cipher::new_cipher(key.as_bytes()),
+            key,
+            install_time,
+        }
+    }
+
     /// When this term was created (by [`Keyring::new`] or [`Keyring::rotate`]).
     pub fn install_time(&self) -> DateTime<Utc> {
         self.install_time
     }
 
     fn duplicate(&self) -> TermInfo {
-        TermInfo {
-            key: self.key.clone(),
-            install_time: self.install_time,
-        }
+        TermInfo::new(self.key.clone(), self.install_time)
     }
 }
 
-// The only key material is the `Key`, which zeroizes itself on drop.
+// The key material is the `Key` and the cipher's key schedule, which both zeroize
+// themselves on drop (aes-gcm's `zeroize` feature).
 impl ZeroizeOnDrop for TermInfo {}
 
 impl fmt::Debug for TermInfo {
@@ -200,13 +210,7 @@ impl Keyring {
     /// A keyring with `root_key` and a single term 1 holding a fresh random key.
     pub fn new(root_key: Key) -> Result<Keyring, KeyringError> {
         let mut terms = BTreeMap::new();
-        terms.insert(
-            1,
-            TermInfo {
-                key: generate_key()?,
-                install_time: Utc::now(),
-            },
-        );
+        terms.insert(1, TermInfo::new(generate_key()?, Utc::now()));
         Ok(Keyring {
             root_key,
             terms,
@@ -224,13 +228,7 @@ impl Keyring {
             .checked_add(1)
             .ok_or(KeyringError::TermsExhausted)?;
         let mut terms = self.duplicate_terms();
-        terms.insert(
-            term,
-            TermInfo {
-                key: generate_key()?,
-                install_time: Utc::now(),
-            },
-        );
+        terms.insert(term, TermInfo::new(generate_key()?, Utc::now()));
         Ok(Keyring {
             root_key: self.root_key.clone(),
             terms,
@@ -292,7 +290,7 @@ impl Keyring {
             .terms
             .get(&self.active_term)
             .ok_or(KeyringError::UnknownTerm(self.active_term))?;
-        let out = cipher::encrypt(info.key.as_bytes(), self.active_term, path, plaintext)?;
+        let out = cipher::encrypt_with(&info.cipher, self.active_term, path, plaintext)?;
         self.encryptions.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
@@ -304,7 +302,7 @@ impl Keyring {
             .terms
             .get(&term)
             .ok_or(KeyringError::UnknownTerm(term))?;
-        Ok(cipher::decrypt(info.key.as_bytes(), path, ciphertext)?)
+        Ok(cipher::decrypt_with(&info.cipher, path, ciphertext)?)
     }
 
     /// Serializes the keyring (keys included) as JSON. The caller encrypts the result
@@ -373,10 +371,7 @@ impl Keyring {
                 return Err(KeyringError::Malformed("term 0 is reserved".into()));
             }
             let key = decode_key(entry.value, "term key")?;
-            let info = TermInfo {
-                key,
-                install_time: entry.install_time,
-            };
+            let info = TermInfo::new(key, entry.install_time);
             if terms.insert(entry.term, info).is_some() {
                 return Err(KeyringError::Malformed(format!(
                     "duplicate term {}",

@@ -820,9 +820,9 @@ fn snapshots_come_less_often_as_the_state_grows() {
     // A small state: the minimum log size.
     assert!(!snapshot_due(5_000, SNAPSHOT_MIN_LOG_BYTES - 1, MIB));
     assert!(snapshot_due(5_000, SNAPSHOT_MIN_LOG_BYTES, MIB));
-    // A 100 MiB state: half of it.
-    assert!(!snapshot_due(5_000, 49 * MIB, 100 * MIB));
-    assert!(snapshot_due(5_000, 50 * MIB, 100 * MIB));
+    // A 100 MiB state: as much log as state.
+    assert!(!snapshot_due(5_000, 99 * MIB, 100 * MIB));
+    assert!(snapshot_due(5_000, 100 * MIB, 100 * MIB));
     // A huge state: capped, so the in-memory log stays bounded.
     assert!(snapshot_due(5_000, SNAPSHOT_MAX_LOG_BYTES, 10_000 * MIB));
     // Many tiny entries.
