@@ -39,6 +39,7 @@ fn run(dir: &Path, prezero: bool, bytes: usize, syncs: usize) -> std::io::Result
     let _ = std::fs::remove_file(&path);
     let file = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)?;
