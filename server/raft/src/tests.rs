@@ -56,6 +56,21 @@ fn openraft_suite_in_memory() -> Result<(), RaftStorageError> {
     Suite::test_all(MemBuilder)
 }
 
+/// Open a sled store, also one a dropped `SledKv` used a moment ago: sled releases its
+/// file lock only when its background jobs let go of the last reference.
+fn open_sled(path: impl AsRef<std::path::Path>) -> SledKv {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match SledKv::open(path.as_ref(), DEFAULT_CACHE_CAPACITY) {
+            Ok(kv) => return kv,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("opening sled at {}: {e}", path.as_ref().display()),
+        }
+    }
+}
+
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 1), index)
 }
@@ -142,8 +157,7 @@ async fn apply_stops_at_an_unknown_op_and_never_skips_it() {
 async fn apply_writes_batches_atomically_with_last_applied() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let kv: Arc<dyn KvStore> =
-            Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+        let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
         let mut sm = StateMachine::open(kv.clone(), None).expect("open");
         let replies = sm
             .apply(vec![
@@ -166,8 +180,7 @@ async fn apply_writes_batches_atomically_with_last_applied() {
         assert_eq!(kv.list("x/").expect("list"), vec!["2", "3"]);
         kv.flush().expect("flush");
     }
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
     let mut sm = StateMachine::open(kv, None).expect("reopen");
     let (applied, _) = sm.applied_state().await.expect("state");
     assert_eq!(applied, Some(log_id(1, 3)));
@@ -181,8 +194,7 @@ async fn a_store_behind_its_snapshot_is_repaired_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap_dir = dir.path().join("snapshot");
     {
-        let kv: Arc<dyn KvStore> =
-            Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+        let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
         let mut sm = StateMachine::open(kv, Some(snap_dir.clone())).expect("open");
         sm.apply(vec![entry(
             1,
@@ -195,8 +207,7 @@ async fn a_store_behind_its_snapshot_is_repaired_on_open() {
         assert!(snap_dir.join("current.snap").exists());
     }
     // An empty store (everything lost) with the same snapshot directory.
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state-lost"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state-lost")));
     let mut sm = StateMachine::open(kv.clone(), Some(snap_dir)).expect("reopen");
     assert_eq!(kv.get("k/2").expect("get"), Some(b"two".to_vec()));
     let (applied, _) = sm.applied_state().await.expect("state");
@@ -578,8 +589,7 @@ async fn a_format_one_node_stops_at_a_restore_entry() {
 #[test]
 fn an_interrupted_replace_without_a_snapshot_file_starts_over_from_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
     kv.apply(&[put("half", b"way")], &[]).expect("apply");
     kv.apply(&[], &[(coffer_storage::kv::REPLACE_MARKER, b"1")])
         .expect("mark");
@@ -659,8 +669,7 @@ async fn read_all(mut data: Box<crate::snapshot::SnapshotData>) -> Vec<u8> {
 /// applied at index 1; the ops are returned.
 async fn sled_machine_with_keys(prefix: &str) -> (tempfile::TempDir, StateMachine, Vec<Op>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
     let mut sm = StateMachine::open(kv, Some(dir.path().join("snapshot"))).expect("open");
     let ops: Vec<Op> = (0..20_000u32)
         .map(|i| put(&format!("{prefix}/{i:05}"), &i.to_le_bytes()))
@@ -761,8 +770,7 @@ async fn a_snapshot_file_of_the_earlier_format_is_converted_on_open() {
     file.extend_from_slice(&body);
     std::fs::write(snap_dir.join("current.snap"), file).expect("write");
 
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
     let mut sm = StateMachine::open(kv.clone(), Some(snap_dir.clone())).expect("open");
     assert_eq!(sm.applied_index(), 7);
     assert_eq!(kv.get("b/c").expect("get"), Some(b"2".to_vec()));
@@ -790,8 +798,7 @@ async fn a_damaged_received_snapshot_is_refused_and_the_store_kept() {
     bytes[n - 6] ^= 1;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let kv: Arc<dyn KvStore> =
-        Arc::new(SledKv::open(dir.path().join("state"), DEFAULT_CACHE_CAPACITY).expect("kv"));
+    let kv: Arc<dyn KvStore> = Arc::new(open_sled(dir.path().join("state")));
     let mut follower = StateMachine::open(kv.clone(), Some(dir.path().join("snap"))).expect("open");
     follower
         .apply(vec![entry(1, batch(&[put("old", b"x")]))])
