@@ -56,19 +56,9 @@ fn openraft_suite_in_memory() -> Result<(), RaftStorageError> {
     Suite::test_all(MemBuilder)
 }
 
-/// Open a sled store, also one a dropped `SledKv` used a moment ago: sled releases its
-/// file lock only when its background jobs let go of the last reference.
+/// A sled store at `path` (waiting for the file lock of one a test dropped just now).
 fn open_sled(path: impl AsRef<std::path::Path>) -> SledKv {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match SledKv::open(path.as_ref(), DEFAULT_CACHE_CAPACITY) {
-            Ok(kv) => return kv,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("opening sled at {}: {e}", path.as_ref().display()),
-        }
-    }
+    SledKv::reopen(path, DEFAULT_CACHE_CAPACITY).expect("opening sled")
 }
 
 fn log_id(term: u64, index: u64) -> LogId {

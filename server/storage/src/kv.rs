@@ -185,6 +185,27 @@ impl SledKv {
         })
     }
 
+    /// [`SledKv::open`] of a store that another `SledKv` of this process used until just
+    /// now (tests that reopen a store): sled releases the directory's file lock only when
+    /// its background threads let go of their last reference, a moment after the drop,
+    /// so this waits up to 10 s while the lock is still held.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn reopen(path: impl AsRef<Path>, cache_capacity: u64) -> Result<SledKv, StorageError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledKv::open(path.as_ref(), cache_capacity) {
+                // sled reports a held lock as an `Other` I/O error with this text.
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -614,23 +635,6 @@ mod tests {
         contract(&MemKv::new());
     }
 
-    /// Open a store a dropped `SledKv` used: sled releases its file lock only when its
-    /// background jobs let go of the last reference, a moment after the drop.
-    fn reopen(path: &Path) -> SledKv {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match SledKv::open(path, DEFAULT_CACHE_CAPACITY) {
-                Ok(kv) => return kv,
-                Err(e)
-                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                Err(e) => panic!("reopen: {e}"),
-            }
-        }
-    }
-
     #[test]
     fn sled_contract_and_persistence() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -641,7 +645,7 @@ mod tests {
                 .expect("apply");
             kv.flush().expect("flush");
         }
-        let kv = reopen(dir.path());
+        let kv = SledKv::reopen(dir.path(), DEFAULT_CACHE_CAPACITY).expect("reopen");
         assert_eq!(kv.get("after").expect("get"), Some(b"1".to_vec()));
         assert_eq!(kv.get("n/2").expect("get"), Some(b"y".to_vec()));
         assert_eq!(
@@ -661,7 +665,7 @@ mod tests {
             kv.clear_and_mark().expect("clear");
             kv.flush().expect("flush");
         }
-        let kv = reopen(dir.path());
+        let kv = SledKv::reopen(dir.path(), DEFAULT_CACHE_CAPACITY).expect("reopen");
         assert!(kv.replace_interrupted().expect("marker"));
         assert_eq!(kv.get("k").expect("get"), None);
         assert_eq!(kv.get_meta("last_applied").expect("meta"), None);
