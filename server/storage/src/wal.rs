@@ -21,9 +21,10 @@
 //!   (BENCHMARKS.md). A segment is cut to its records when the log rolls to the next one.
 //! * On open the segments are replayed. Zeros from the end of a segment's records to the
 //!   end of its file are that pre-zeroed space and stay. A torn or garbage tail in the
-//!   **last** segment (a crash in the middle of an append) is truncated away. A bad record followed by a valid
-//!   record of a *later* batch (which was only written after the bad one was synced), or
-//!   any bad record in an older segment, is corruption and an error.
+//!   **last** segment (a crash in the middle of an append) is truncated away. A bad
+//!   record followed by a valid record of a *later* batch (which was only written after
+//!   the bad one was synced), or any bad record in an older segment, is corruption and
+//!   an error.
 //! * [`Wal::truncate`] removes entries from an index on (Raft conflict resolution),
 //!   [`Wal::purge`] forgets entries up to an index (deleting whole segments below it) and
 //!   records the purged log id durably first.
@@ -436,10 +437,11 @@ impl FileWal {
                 }
                 Ok(())
             })?;
-            if is_last && scan.truncate_to.is_none() {
+            if is_last && !scan.torn {
                 active_data_end = Some(scan.data_end);
             }
-            if let Some(valid_len) = scan.truncate_to {
+            if scan.torn {
+                let valid_len = scan.data_end;
                 tracing::warn!(
                     segment = %path.display(),
                     valid_len,
@@ -487,7 +489,8 @@ impl FileWal {
         let zeroed_to = active
             .seek(SeekFrom::End(0))
             .map_err(io_err("seeking to the end of the active segment"))?;
-        let active_len = active_data_end.unwrap_or(zeroed_to).min(zeroed_to);
+        // A repaired segment ends with its records.
+        let active_len = active_data_end.unwrap_or(zeroed_to);
 
         Ok(FileWal {
             dir,
@@ -613,8 +616,8 @@ struct ScanResult {
     last_index: Option<u64>,
     /// Where the valid records end (zeros or a torn tail may follow).
     data_end: u64,
-    /// Set when the tail was torn and the file must be cut to this length.
-    truncate_to: Option<u64>,
+    /// The tail after `data_end` is torn: the file must be cut there.
+    torn: bool,
 }
 
 /// Read and check the record at `pos` from its segment file.
@@ -667,7 +670,7 @@ fn scan_segment(
             return Ok(ScanResult {
                 last_index: None,
                 data_end: 0,
-                truncate_to: Some(0),
+                torn: true,
             });
         }
         return Err(WalError::Corrupt(format!("{name}: bad segment header")));
@@ -687,7 +690,6 @@ fn scan_segment(
                 off = next;
             }
             Parsed::Bad => {
-                let end = Some(off as u64);
                 if buf[off..].iter().all(|b| *b == 0) {
                     // The pre-zeroed space after the records (or a batch none of which
                     // reached the disk): nothing to repair. (A full segment is cut to its
@@ -697,7 +699,7 @@ fn scan_segment(
                     return Ok(ScanResult {
                         last_index,
                         data_end: off as u64,
-                        truncate_to: None,
+                        torn: false,
                     });
                 }
                 if !is_last {
@@ -716,7 +718,7 @@ fn scan_segment(
                 return Ok(ScanResult {
                     last_index,
                     data_end: off as u64,
-                    truncate_to: end,
+                    torn: true,
                 });
             }
         }
@@ -724,7 +726,7 @@ fn scan_segment(
     Ok(ScanResult {
         last_index,
         data_end: buf.len() as u64,
-        truncate_to: None,
+        torn: false,
     })
 }
 
