@@ -24,10 +24,10 @@
 //! metadata pointing at a version another request is pruning.
 //!
 //! Reads keep the decoded metadata of recently read secrets in a bounded cache
-//! ([`MetaCache`]): decoding it (JSON with RFC 3339 times) was 8% of a KV read's CPU.
+//! ([`Cache`]): decoding it (JSON with RFC 3339 times) was 8% of a KV read's CPU.
 //! The cache also remembers secrets that do not exist, so the write that creates a
 //! secret reuses what its existence check found instead of reading storage again; and
-//! the mount's config is cached the same way ([`ConfigCache`]). Storage stays the
+//! the mount's config is cached the same way. Storage stays the
 //! authority and its format is unchanged: an entry is dropped after every local commit
 //! that touches the secret (or the config) and on every replicated change of its key
 //! ([`Backend::invalidate`], on standbys too), and a read that raced with such a change
@@ -67,58 +67,65 @@ fn stripe(path: &str) -> usize {
     (hasher.finish() % LOCK_STRIPES as u64) as usize
 }
 
-/// Decoded metadata of recently read secrets (`None`: the secret does not exist), by
-/// secret path.
+/// Decoded values read from storage, by key: a secret's metadata by its path (`None`:
+/// the secret does not exist), the mount config under [`CONFIG_KEY`].
 ///
-/// A reader notes its stripe's generation before it reads storage and inserts what it
-/// read only if the generation is unchanged; [`MetaCache::forget`] bumps the generation
-/// and removes the entry under the same lock. Every change of a secret's metadata is
-/// followed by a `forget` (after the local commit, and from the apply listener on every
-/// node), so a value read before a change never lands in the cache after it.
-struct MetaCache {
-    map: std::sync::RwLock<HashMap<String, Option<Arc<KeyMetadata>>>>,
+/// A reader notes its key's stripe generation before it reads storage and inserts what
+/// it read only if the generation is unchanged; [`Cache::forget`] bumps the generation
+/// and removes the entry under the same lock. Every change of a cached key is followed
+/// by a `forget` (after the local commit, and from the apply listener on every node), so
+/// a value read before a change never lands in the cache after it.
+struct Cache<V> {
+    map: std::sync::RwLock<HashMap<String, V>>,
     generations: [AtomicU64; LOCK_STRIPES],
 }
 
-impl Default for MetaCache {
+impl<V> Default for Cache<V> {
     fn default() -> Self {
-        MetaCache {
+        Cache {
             map: std::sync::RwLock::new(HashMap::new()),
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
 
-impl MetaCache {
-    /// `Some(None)`: known not to exist; `None`: not cached.
-    fn get(&self, path: &str) -> Option<Option<Arc<KeyMetadata>>> {
-        self.map.read().ok()?.get(path).cloned()
+impl<V: Clone> Cache<V> {
+    /// The value at `key`, from the cache or else from `load` (then cached unless the
+    /// key changed meanwhile).
+    async fn get_or_load<F>(&self, key: &str, load: F) -> Result<V, SdkError>
+    where
+        F: std::future::Future<Output = Result<V, SdkError>>,
+    {
+        if let Some(found) = self.map.read().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(found);
+        }
+        let stripe = stripe(key);
+        let generation = self.generations[stripe].load(Ordering::Acquire);
+        let value = load.await?;
+        self.insert(key, stripe, generation, value.clone());
+        Ok(value)
     }
 
-    fn generation(&self, stripe: usize) -> u64 {
-        self.generations[stripe].load(Ordering::Acquire)
-    }
-
-    fn insert(&self, path: &str, stripe: usize, generation: u64, meta: Option<Arc<KeyMetadata>>) {
+    fn insert(&self, key: &str, stripe: usize, generation: u64, value: V) {
         let Ok(mut map) = self.map.write() else {
             return;
         };
         if self.generations[stripe].load(Ordering::Acquire) != generation {
             return;
         }
-        if map.len() >= META_CACHE_ENTRIES && !map.contains_key(path) {
+        if map.len() >= META_CACHE_ENTRIES && !map.contains_key(key) {
             // Bounded: make room by dropping an arbitrary entry.
             if let Some(victim) = map.keys().next().cloned() {
                 map.remove(&victim);
             }
         }
-        map.insert(path.to_string(), meta);
+        map.insert(key.to_string(), value);
     }
 
-    fn forget(&self, path: &str) {
+    fn forget(&self, key: &str) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        self.generations[stripe(path)].fetch_add(1, Ordering::AcqRel);
-        map.remove(path);
+        self.generations[stripe(key)].fetch_add(1, Ordering::AcqRel);
+        map.remove(key);
     }
 
     fn clear(&self) {
@@ -127,40 +134,6 @@ impl MetaCache {
             g.fetch_add(1, Ordering::AcqRel);
         }
         map.clear();
-    }
-}
-
-/// The mount's decoded config, with the scheme of [`MetaCache`]: a reader inserts what it
-/// read only if no change came in between ([`ConfigCache::forget`] after every local
-/// config write and on every replicated change of the config key).
-#[derive(Default)]
-struct ConfigCache {
-    value: std::sync::RwLock<Option<MountConfig>>,
-    generation: AtomicU64,
-}
-
-impl ConfigCache {
-    fn get(&self) -> Option<MountConfig> {
-        self.value.read().ok()?.clone()
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    fn insert(&self, generation: u64, config: MountConfig) {
-        let Ok(mut value) = self.value.write() else {
-            return;
-        };
-        if self.generation.load(Ordering::Acquire) == generation {
-            *value = Some(config);
-        }
-    }
-
-    fn forget(&self) {
-        let mut value = self.value.write().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        *value = None;
     }
 }
 
@@ -229,9 +202,9 @@ pub struct KvV2 {
     /// Per-path locks, striped.
     locks: [RwLock<()>; LOCK_STRIPES],
     /// Decoded metadata of recently read secrets.
-    meta_cache: MetaCache,
-    /// The decoded mount config.
-    config_cache: ConfigCache,
+    meta_cache: Cache<Option<Arc<KeyMetadata>>>,
+    /// The decoded mount config (one entry, [`CONFIG_KEY`]).
+    config_cache: Cache<MountConfig>,
 }
 
 impl Default for KvV2 {
@@ -240,8 +213,8 @@ impl Default for KvV2 {
             upgraded: AtomicBool::new(false),
             upgrade_lock: Mutex::new(()),
             locks: std::array::from_fn(|_| RwLock::new(())),
-            meta_cache: MetaCache::default(),
-            config_cache: ConfigCache::default(),
+            meta_cache: Cache::default(),
+            config_cache: Cache::default(),
         }
     }
 }
@@ -264,26 +237,18 @@ impl KvV2 {
         storage: &dyn Storage,
         path: &str,
     ) -> Result<Option<Arc<KeyMetadata>>, SdkError> {
-        if let Some(meta) = self.meta_cache.get(path) {
-            return Ok(meta);
-        }
-        let stripe = stripe(path);
-        let generation = self.meta_cache.generation(stripe);
-        let meta = load_meta(storage, path).await?.map(Arc::new);
         self.meta_cache
-            .insert(path, stripe, generation, meta.clone());
-        Ok(meta)
+            .get_or_load(path, async {
+                Ok(load_meta(storage, path).await?.map(Arc::new))
+            })
+            .await
     }
 
     /// The mount config, from the cache or from storage.
     async fn config(&self, storage: &dyn Storage) -> Result<MountConfig, SdkError> {
-        if let Some(config) = self.config_cache.get() {
-            return Ok(config);
-        }
-        let generation = self.config_cache.generation();
-        let config = load_config(storage).await?;
-        self.config_cache.insert(generation, config.clone());
-        Ok(config)
+        self.config_cache
+            .get_or_load(CONFIG_KEY, load_config(storage))
+            .await
     }
 
     /// Commit changes to the secret at `path`, then drop its cached metadata (also when
@@ -311,7 +276,7 @@ impl KvV2 {
         }
         let result = upgrade::run(storage).await;
         self.meta_cache.clear();
-        self.config_cache.forget();
+        self.config_cache.forget(CONFIG_KEY);
         result?;
         self.upgraded.store(true, Ordering::Release);
         Ok(())
@@ -367,7 +332,7 @@ impl Backend for KvV2 {
                 _ if write => {
                     let result = metadata::write_config(storage, req).await;
                     // Also after a failed commit: its outcome may be unknown.
-                    self.config_cache.forget();
+                    self.config_cache.forget(CONFIG_KEY);
                     result
                 }
                 _ => Err(SdkError::UnsupportedOperation),
@@ -417,7 +382,7 @@ impl Backend for KvV2 {
         if let Some(path) = key.strip_prefix(META_PREFIX) {
             self.meta_cache.forget(path);
         } else if key == CONFIG_KEY {
-            self.config_cache.forget();
+            self.config_cache.forget(CONFIG_KEY);
         }
     }
 }
