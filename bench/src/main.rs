@@ -6,7 +6,7 @@
 //! requests/s, p50/p99/p99.9 latency and errors. `baseline-server` is the bare
 //! actix-web + rustls server every figure is compared with; `gen-cert`, `setup`,
 //! `load-kv`, `call`, `start-time`, `rss` and `report` are what `scripts/bench.sh`
-//! uses.
+//! uses; `sync-cost` measures the disk under the Raft log.
 
 mod admin;
 mod baseline;
@@ -14,6 +14,7 @@ mod conn;
 mod record;
 mod runner;
 mod scenario;
+mod sync_cost;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -224,6 +225,21 @@ enum Cmd {
         #[arg(long)]
         json_out: Option<PathBuf>,
     },
+    /// What one `sync_data` costs after an append that grows a file and after an
+    /// overwrite of pre-zeroed space (as the Raft log writes).
+    SyncCost {
+        /// Directory on the disk to measure.
+        dir: PathBuf,
+        /// Bytes per write.
+        #[arg(long, default_value_t = 8192)]
+        bytes: usize,
+        /// Writes (each followed by a sync) per mode and round.
+        #[arg(long, default_value_t = 3000)]
+        syncs: usize,
+        /// Rounds of both modes.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// Print the markdown report of a results file.
     Report {
         /// The JSON-lines results file.
@@ -261,6 +277,12 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             return baseline::serve(&listen, &cert, &key).await
         }
         Cmd::GenCert { dir } => return admin::gen_cert(&dir),
+        Cmd::SyncCost {
+            dir,
+            bytes,
+            syncs,
+            rounds,
+        } => return sync_cost::run(&dir, bytes, syncs, rounds),
         Cmd::Setup { server, out } => {
             let target = Target::new(&server.addr, &server.ca)?;
             return admin::setup(&target, &out).await;
