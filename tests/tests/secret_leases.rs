@@ -108,20 +108,15 @@ async fn wait_revoked(server: &Server, token: &str, mount: &str, username: &str)
     }
 }
 
-/// `PUT sys/leases/<op>` of one lease (the id in the body).
+/// `PUT sys/leases/<op>` with `body` (which names the lease).
 async fn lease_op(
     server: &Server,
     token: &str,
     op: &str,
-    lease_id: &str,
+    body: Value,
 ) -> Result<(StatusCode, Value)> {
     server
-        .call(
-            "PUT",
-            &format!("sys/leases/{op}"),
-            Some(token),
-            Some(json!({ "lease_id": lease_id })),
-        )
+        .call("PUT", &format!("sys/leases/{op}"), Some(token), Some(body))
         .await
 }
 
@@ -131,7 +126,7 @@ pub(crate) async fn lookup(
     token: &str,
     lease_id: &str,
 ) -> Result<(StatusCode, Value)> {
-    lease_op(server, token, "lookup", lease_id).await
+    lease_op(server, token, "lookup", json!({ "lease_id": lease_id })).await
 }
 
 /// `sys/leases/renew` of one lease (the id in the body), with an optional increment.
@@ -145,9 +140,7 @@ pub(crate) async fn renew(
     if let Some(i) = increment {
         body["increment"] = json!(i);
     }
-    server
-        .call("PUT", "sys/leases/renew", Some(token), Some(body))
-        .await
+    lease_op(server, token, "renew", body).await
 }
 
 /// `sys/leases/revoke` of one lease (the id in the body).
@@ -156,7 +149,7 @@ pub(crate) async fn revoke(
     token: &str,
     lease_id: &str,
 ) -> Result<(StatusCode, Value)> {
-    lease_op(server, token, "revoke", lease_id).await
+    lease_op(server, token, "revoke", json!({ "lease_id": lease_id })).await
 }
 
 /// Wait (bounded) until the lease is gone from the index; a failed lookup request ends

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aes_gcm::Aes256Gcm;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -29,8 +30,6 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
-
-use aes_gcm::Aes256Gcm;
 
 use crate::cipher::{self, CipherError, KEY_LEN};
 

@@ -37,6 +37,7 @@
 //!   hung network filesystem or a full pipe on `stdout`) holds the worker that issued it,
 //!   as Vault's file device holds its request; with a local file that does not happen.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -635,22 +636,19 @@ impl AuditBroker {
             let known = audited
                 .as_mut()
                 .and_then(|a| a.logged.iter_mut().find(|l| Arc::ptr_eq(&l.device, device)));
-            let (mut line, fresh);
-            let section = match known {
-                Some(l) => {
-                    line = l.unwritten.take().unwrap_or_default();
-                    l.section.as_slice()
-                }
+            let (mut line, section) = match known {
+                Some(l) => (
+                    l.unwritten.take().unwrap_or_default(),
+                    Cow::Borrowed(l.section.as_slice()),
+                ),
                 None => {
-                    line = Vec::new();
-                    let mut s = Vec::with_capacity(512);
-                    push_section(&mut s, device, rec);
-                    fresh = s;
-                    fresh.as_slice()
+                    let mut fresh = Vec::with_capacity(512);
+                    push_section(&mut fresh, device, rec);
+                    (Vec::new(), Cow::Owned(fresh))
                 }
             };
             line.reserve(section.len() + 1024);
-            push_line_start(&mut line, "response", section);
+            push_line_start(&mut line, "response", &section);
             line.extend_from_slice(b",\"response\":");
             match result {
                 Ok(r) => push_hashed_response(&mut line, device, r),

@@ -6,8 +6,8 @@
 //! through one task: while one log entry is being written, the batches that arrive queue
 //! up, and the next entry carries all of them, concatenated in arrival order. Applying
 //! one entry is atomic for readers (and redone whole after a crash), so each caller's
-//! batch is still applied atomically and in order; the callers of one entry share its log index (an index means
-//! "applied at or before", so sharing it is sound).
+//! batch is still applied atomically and in order; the callers of one entry share its
+//! log index (an index means "applied at or before", so sharing it is sound).
 
 use coffer_storage::{Op, StorageError};
 use openraft::error::{ClientWriteError, RaftError};

@@ -2,6 +2,7 @@
 //! and a request builder. Never used by the server itself.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use crate::SdkError;
 pub struct MemStorage {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     commits: Mutex<u64>,
-    reads: std::sync::atomic::AtomicU64,
+    reads: AtomicU64,
 }
 
 impl MemStorage {
@@ -40,15 +41,14 @@ impl MemStorage {
 
     /// Number of `get` calls so far.
     pub fn reads(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        self.reads.load(Ordering::Relaxed)
     }
 }
 
 #[async_trait]
 impl Storage for MemStorage {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, SdkError> {
-        self.reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self
             .data
             .lock()
