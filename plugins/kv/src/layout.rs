@@ -66,9 +66,10 @@ pub struct MountConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionMeta {
     /// When the version was written.
+    #[serde(serialize_with = "serialize_time")]
     pub created_time: DateTime<Utc>,
     /// When it was (or will be) soft-deleted; `None` when it is not.
-    #[serde(default)]
+    #[serde(default, serialize_with = "serialize_opt_time")]
     pub deletion_time: Option<DateTime<Utc>>,
     /// Whether its data was permanently removed.
     #[serde(default)]
@@ -91,8 +92,10 @@ impl VersionMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyMetadata {
     /// First write (or metadata write) of the secret.
+    #[serde(serialize_with = "serialize_time")]
     pub created_time: DateTime<Utc>,
     /// Last version written.
+    #[serde(serialize_with = "serialize_time")]
     pub updated_time: DateTime<Utc>,
     /// Highest version number written so far (0 = none).
     #[serde(default)]
@@ -162,6 +165,7 @@ impl KeyMetadata {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
     /// When the version was written (also in the metadata; kept for forensics).
+    #[serde(serialize_with = "serialize_time")]
     pub created_time: DateTime<Utc>,
     /// The secret map.
     pub data: Map<String, Value>,
@@ -181,17 +185,85 @@ pub struct UpgradeMarker {
 /// A time as Go's `time.RFC3339Nano` prints it (what Vault returns): UTC, `Z`, up to
 /// nine fractional digits with trailing zeros dropped.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-    match full.strip_suffix('Z').and_then(|s| s.split_once('.')) {
-        Some((head, frac)) => {
-            let frac = frac.trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{head}Z")
-            } else {
-                format!("{head}.{frac}Z")
+    let mut buf = [0u8; RFC3339_NANO_MAX];
+    match write_time(t, &mut buf) {
+        Some(text) => text.to_string(),
+        None => {
+            // Years outside 0000-9999 or a leap second: chrono's formatter, trimmed.
+            let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+            match full.strip_suffix('Z').and_then(|s| s.split_once('.')) {
+                Some((head, frac)) => {
+                    let frac = frac.trim_end_matches('0');
+                    if frac.is_empty() {
+                        format!("{head}Z")
+                    } else {
+                        format!("{head}.{frac}Z")
+                    }
+                }
+                None => full,
             }
         }
-        None => full,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+const RFC3339_NANO_MAX: usize = 30;
+
+/// [`format_time`] into `buf` without a formatter (it runs for every KV read and
+/// write); `None` for a year outside 0000-9999 or a leap second, which the caller
+/// formats with chrono.
+fn write_time<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; RFC3339_NANO_MAX]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = t.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    *buf = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, value: u32| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 9, nanos);
+    // Drop trailing zeros of the fraction, and the dot with them when it is all zeros.
+    let mut end = 29;
+    while end > 20 && buf[end - 1] == b'0' {
+        end -= 1;
+    }
+    if end == 20 {
+        end = 19;
+    }
+    buf[end] = b'Z';
+    std::str::from_utf8(&buf[..=end]).ok()
+}
+
+/// Serde `serialize_with` for a stored time: [`format_time`]'s text, which chrono's
+/// deserializer reads back (RFC 3339, any number of fractional digits).
+pub fn serialize_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    let mut buf = [0u8; RFC3339_NANO_MAX];
+    match write_time(t, &mut buf) {
+        Some(text) => s.serialize_str(text),
+        None => t.serialize(s),
+    }
+}
+
+/// [`serialize_time`] for an optional time (`null` when unset).
+pub fn serialize_opt_time<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_time(t, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -239,6 +311,56 @@ mod tests {
             assert_eq!(format_time(&t), want);
         }
         assert_eq!(format_opt_time(None), "");
+    }
+
+    #[test]
+    fn the_fast_formatter_matches_chrono_and_stored_times_read_back() {
+        let chrono_text = |t: &DateTime<Utc>| {
+            let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+            let (head, frac) = full
+                .strip_suffix('Z')
+                .and_then(|s| s.split_once('.'))
+                .expect("nanos");
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{frac}Z")
+            }
+        };
+        let mut secs: i64 = 0;
+        let mut nanos: u32 = 0;
+        // Dates from 1970 to 9999, leap years and month ends included, odd nanos.
+        while secs < 253_402_300_799 {
+            let t = DateTime::from_timestamp(secs, nanos).expect("in range");
+            assert_eq!(format_time(&t), chrono_text(&t), "{secs}.{nanos}");
+            let meta = VersionMeta {
+                created_time: t,
+                deletion_time: Some(t),
+                destroyed: false,
+            };
+            let back: VersionMeta =
+                serde_json::from_slice(&serde_json::to_vec(&meta).expect("json")).expect("read");
+            assert_eq!(back, meta);
+            secs += 86_399 * 31 + 3_601;
+            nanos = (nanos + 123_456_789) % 1_000_000_000;
+            if secs % 5 == 0 {
+                nanos = 0;
+            }
+        }
+        // Outside the fast path: chrono's text.
+        let old = Utc
+            .with_ymd_and_hms(-5, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
+        assert_eq!(format_time(&old), chrono_text(&old));
+        // What chrono itself stored earlier still reads.
+        let earlier = r#"{"created_time":"2018-03-22T02:24:06.945319214Z","deletion_time":null,"destroyed":false}"#;
+        let read: VersionMeta = serde_json::from_str(earlier).expect("read");
+        assert_eq!(
+            format_time(&read.created_time),
+            "2018-03-22T02:24:06.945319214Z"
+        );
     }
 
     #[test]

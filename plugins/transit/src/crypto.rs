@@ -28,33 +28,13 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), SdkError> {
         .map_err(|_| SdkError::Internal("the system random number generator failed".into()))
 }
 
-/// Fill a nonce (public, must never repeat) from system-CSPRNG output drawn 4 KiB at a
-/// time per thread, instead of one `getrandom` call per encryption (13% of a transit
-/// encrypt's CPU). Every byte of a block is handed out once and wiped as it is. Keys and
-/// other secrets use [`random_secret`], straight from the system RNG.
+/// Fill a nonce (public, must never repeat) from pooled system-CSPRNG output (see
+/// `coffer_sdk::random`) instead of one `getrandom` call per encryption (13% of a
+/// transit encrypt's CPU). Keys and other secrets use [`random_secret`], straight from the
+/// system RNG.
 pub fn fill_nonce(buf: &mut [u8]) -> Result<(), SdkError> {
-    use std::cell::RefCell;
-    const BLOCK: usize = 4096;
-    if buf.len() > BLOCK / 8 {
-        return fill_random(buf);
-    }
-    thread_local! {
-        static POOL: RefCell<(Box<[u8; BLOCK]>, usize)> =
-            RefCell::new((Box::new([0; BLOCK]), BLOCK));
-    }
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (block, used) = &mut *pool;
-        if *used + buf.len() > BLOCK {
-            fill_random(&mut block[..])?;
-            *used = 0;
-        }
-        let taken = &mut block[*used..*used + buf.len()];
-        buf.copy_from_slice(taken);
-        taken.fill(0);
-        *used += buf.len();
-        Ok(())
-    })
+    coffer_sdk::random::fill_public(buf)
+        .map_err(|_| SdkError::Internal("the system random number generator failed".into()))
 }
 
 /// `n` random bytes, in a buffer wiped on drop.

@@ -12,6 +12,9 @@
 //! an AES-256-GCM instance built from it once (its key schedule, zeroized on drop), which
 //! the keyring keeps per term so a request does not expand the key again.
 //!
+//! Nonces come from pooled system-RNG output (`coffer_random::fill_public`): random,
+//! never handed out twice, without a `getrandom` call per encryption.
+//!
 //! The term only selects the key (see the keyring); it is not authenticated here: a blob
 //! whose term was altered decrypts with the key the caller chose, or, through the
 //! keyring, selects another key and fails authentication. Errors never contain key,
@@ -20,7 +23,6 @@
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes256Gcm;
-use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 use zeroize::Zeroize;
 
@@ -88,9 +90,7 @@ pub fn encrypt_with(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CipherError> {
     let mut nonce = [0u8; NONCE_LEN];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| CipherError::Random)?;
+    coffer_random::fill_public(&mut nonce).map_err(|_| CipherError::Random)?;
 
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&term.to_be_bytes());

@@ -138,6 +138,9 @@ pub struct Device {
     /// tokens, keyed by the token store's own salted hash of the token (no token in the
     /// clear is kept here).
     token_hashes: RwLock<HashMap<String, Arc<TokenHashes>>>,
+    /// `hmac-sha256:<hex>` of the empty string (empty values, such as a KV version's
+    /// `deletion_time`, are in most lines; the empty string is no secret).
+    empty_hash: [u8; HASHED_LEN],
 }
 
 /// A token's `hmac-sha256:` forms under one device's salt, and its lines' `auth`
@@ -185,11 +188,15 @@ impl Device {
         let salt = base64::engine::general_purpose::STANDARD
             .decode(&entry.salt)
             .map_err(|_| CoreError::Internal("audit salt does not decode".into()))?;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &salt);
+        let mut empty_hash = [0u8; HASHED_LEN];
+        hash_with(&key, "", &mut empty_hash);
         Ok(Device {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &salt),
+            key,
             entry,
             sink,
             token_hashes: RwLock::new(HashMap::new()),
+            empty_hash,
         })
     }
 
@@ -242,10 +249,11 @@ impl Device {
 
     /// [`Device::hash`] into a stack buffer.
     fn hash_into<'b>(&self, value: &str, out: &'b mut [u8; HASHED_LEN]) -> &'b str {
-        out[..12].copy_from_slice(b"hmac-sha256:");
-        let tag = hmac::sign(&self.key, value.as_bytes());
-        // 32 bytes into 64 hex digits: the lengths always match.
-        let _ = hex::encode_to_slice(tag.as_ref(), &mut out[12..]);
+        if value.is_empty() {
+            *out = self.empty_hash;
+        } else {
+            hash_with(&self.key, value, out);
+        }
         std::str::from_utf8(&out[..]).unwrap_or_default()
     }
 
@@ -256,6 +264,14 @@ impl Device {
             Sink::Discard => Ok(()),
         }
     }
+}
+
+/// Write `hmac-sha256:<hex>` of `value` under `key` into `out`.
+fn hash_with(key: &hmac::Key, value: &str, out: &mut [u8; HASHED_LEN]) {
+    out[..12].copy_from_slice(b"hmac-sha256:");
+    let tag = hmac::sign(key, value.as_bytes());
+    // 32 bytes into 64 hex digits: the lengths always match.
+    let _ = hex::encode_to_slice(tag.as_ref(), &mut out[12..]);
 }
 
 /// Append `value` as a JSON string: copied as is when nothing in it needs escaping (the
@@ -816,6 +832,13 @@ mod tests {
         })
         .unwrap();
         assert_ne!(d.hash("x"), other.hash("x"));
+        // The empty string (precomputed per device) is hashed like any other value.
+        let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]), b"");
+        assert_eq!(
+            d.hash(""),
+            format!("hmac-sha256:{}", hex::encode(expected.as_ref()))
+        );
+        assert_ne!(d.hash(""), other.hash(""));
     }
 
     #[tokio::test]

@@ -421,32 +421,13 @@ pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A random (v4) UUID string for a request id, without a system call per request: each
-/// thread draws 16 bytes at a time from a 4 KiB block of system-CSPRNG output it refills
-/// once every 256 ids. Request ids are public (they are in every answer); this only
-/// saves the `getrandom` call that `Uuid::new_v4` makes each time.
+/// A random (v4) UUID string for a request id, from pooled system-RNG output
+/// (`coffer_random::fill_public`: request ids are public, in every answer) instead of the
+/// `getrandom` call that `Uuid::new_v4` makes each time.
 pub fn new_request_id() -> String {
-    use std::cell::RefCell;
-    const BLOCK: usize = 4096;
-    thread_local! {
-        static POOL: RefCell<(Box<[u8; BLOCK]>, usize)> = RefCell::new((Box::new([0; BLOCK]), BLOCK));
-    }
-    let bytes = POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (block, used) = &mut *pool;
-        if *used + 16 > BLOCK {
-            let rng = ring::rand::SystemRandom::new();
-            // The system RNG failing is unrecoverable and never happens on Linux.
-            ring::rand::SecureRandom::fill(&rng, &mut block[..]).expect("system RNG failed");
-            *used = 0;
-        }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&block[*used..*used + 16]);
-        // Never hand out the same bytes twice.
-        block[*used..*used + 16].fill(0);
-        *used += 16;
-        out
-    });
+    let mut bytes = [0u8; 16];
+    // The system RNG failing is unrecoverable and never happens on Linux.
+    coffer_sdk::random::fill_public(&mut bytes).expect("system RNG failed");
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()

@@ -18,6 +18,9 @@ pub mod storage;
 pub mod testing;
 pub mod tokenutil;
 
+/// Pooled random bytes for nonces and ids (see the `coffer-random` crate).
+pub use coffer_random as random;
+
 pub use backend::{Backend, BackendConfig, BackendKind, Factory, SpecialPaths};
 pub use error::SdkError;
 pub use request::{Caller, LeaseInfo, MountTtl, Operation, Request};
