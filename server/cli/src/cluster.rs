@@ -254,8 +254,15 @@ pub fn client(creds: &NodeCredentials) -> Result<reqwest::Client, CoreError> {
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(chain, key(&creds.key_pem)?)
         .map_err(internal)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: Raft RPCs to a peer are one at a time per replication stream, so
+    // HTTP/2's multiplexing buys nothing, and its flow-control windows and connection task
+    // cost a lot. Measured with kv-write on a 3-node cluster (BENCHMARKS.md, session 13):
+    // 5,896-7,052 writes/s over HTTP/2, 8,115-9,257 over HTTP/1.1, and p99 45-59 ms
+    // against 23-26 ms. Concurrent calls (heartbeats, forwarded requests) get pooled
+    // connections of their own. The cluster listener still accepts both.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .http1_only()
         .tls_backend_preconfigured(config)
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(60))
