@@ -9,6 +9,7 @@
 //! uses; `sync-cost` measures the disk under the Raft log.
 
 mod admin;
+mod apply_cost;
 mod baseline;
 mod conn;
 mod record;
@@ -240,6 +241,21 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// What the state machine's sled store costs per KV v2 write (a version and a
+    /// metadata record; `last_applied` per batch), with sequential and scattered keys.
+    ApplyCost {
+        /// Directory on the disk to measure (a fresh store per run, removed after it).
+        dir: PathBuf,
+        /// Writes per key order and round.
+        #[arg(long, default_value_t = 100_000)]
+        writes: usize,
+        /// Writes per apply (one Raft apply call).
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Rounds of both key orders.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// Print the markdown report of a results file.
     Report {
         /// The JSON-lines results file.
@@ -283,6 +299,12 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             syncs,
             rounds,
         } => return sync_cost::run(&dir, bytes, syncs, rounds),
+        Cmd::ApplyCost {
+            dir,
+            writes,
+            batch,
+            rounds,
+        } => return apply_cost::run(&dir, writes, batch, rounds),
         Cmd::Setup { server, out } => {
             let target = Target::new(&server.addr, &server.ca)?;
             return admin::setup(&target, &out).await;
