@@ -9,8 +9,9 @@
 //! with strings hashed on the way (no `serde_json::Value` tree, no clone of the request
 //! or response data); the `auth` and `request` parts are serialised once and reused in
 //! the response line, so the request body is hashed once per device, not twice, and a
-//! token's hashed forms and whole `auth` member are cached per device (keyed by the token
-//! store's hash of the token), so a token seen before costs no hashing at all.
+//! token's hashed forms and whole `auth` member are cached per thread and device (keyed by
+//! the token store's hash of the token), so a token seen before costs no hashing and no
+//! shared lock. A response reuses its request's set of devices unless the table changed.
 //!
 //! Each line is written with one `write(2)` to the device's file, from the request's
 //! own thread, under the device's lock (so lines never interleave), as Vault's file
@@ -38,9 +39,11 @@
 //!   as Vault's file device holds its request; with a local file that does not happen.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 use base64::Engine;
@@ -134,10 +137,9 @@ pub struct Device {
     entry: AuditEntry,
     key: hmac::Key,
     sink: Sink,
-    /// Hashed client token and accessor (and the `auth` member) of recently seen
-    /// tokens, keyed by the token store's own salted hash of the token (no token in the
-    /// clear is kept here).
-    token_hashes: RwLock<HashMap<String, Arc<TokenHashes>>>,
+    /// Process-unique id: the key of this device's entries in each thread's cache of
+    /// hashed tokens ([`TOKEN_HASHES`]).
+    id: u64,
     /// `hmac-sha256:<hex>` of the empty string (empty values, such as a KV version's
     /// `deletion_time`, are in most lines; the empty string is no secret).
     empty_hash: [u8; HASHED_LEN],
@@ -151,8 +153,23 @@ struct TokenHashes {
     auth: Vec<u8>,
 }
 
-/// Tokens whose hashed forms a device remembers.
-const TOKEN_HASHES_CACHED: usize = 4096;
+/// Tokens whose hashed forms each thread remembers per device.
+const TOKEN_HASHES_CACHED: usize = 1024;
+
+/// Devices whose hashed tokens each thread remembers (more: the cache starts over).
+const TOKEN_HASH_DEVICES: usize = 8;
+
+/// Source of [`Device::id`].
+static NEXT_DEVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Per thread, per device id: the hashed client token and accessor (and the `auth`
+    /// member) of recently seen tokens, keyed by the token store's own salted hash of the
+    /// token (no token in the clear is kept here). Per thread, so a request reads it
+    /// without touching a lock or a reference count that the other workers write too.
+    static TOKEN_HASHES: RefCell<HashMap<u64, HashMap<String, TokenHashes>>> =
+        RefCell::new(HashMap::new());
+}
 
 impl Device {
     fn open(entry: AuditEntry) -> Result<Device, CoreError> {
@@ -195,7 +212,7 @@ impl Device {
             key,
             entry,
             sink,
-            token_hashes: RwLock::new(HashMap::new()),
+            id: NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed),
             empty_hash,
         })
     }
@@ -215,36 +232,38 @@ impl Device {
         }
     }
 
-    /// The hashed token and accessor of a request (cached by the token's store hash:
-    /// the same token always hashes the same way under this device's salt).
-    fn token_hashes(&self, rec: &AuditRecord<'_>) -> Arc<TokenHashes> {
+    /// Append the request's `"auth":{..}` member and its hashed token and accessor
+    /// (as `f` writes them) to `out`, from this thread's cache when the token was seen
+    /// before (keyed by the token's store hash: the same token always hashes the same
+    /// way under this device's salt).
+    fn with_token_hashes(&self, rec: &AuditRecord<'_>, f: impl FnOnce(&TokenHashes)) {
         let key = rec.token_hash;
-        if !key.is_empty() {
-            if let Some(found) = self
-                .token_hashes
-                .read()
-                .ok()
-                .and_then(|m| m.get(key).cloned())
-            {
-                return found;
+        let build = || {
+            let token = self.hash_nonempty(rec.client_token);
+            let accessor = self.hash_nonempty(rec.accessor);
+            TokenHashes {
+                auth: auth_member(&token, &accessor, rec),
+                token,
+                accessor,
             }
+        };
+        if key.is_empty() {
+            return f(&build());
         }
-        let token = self.hash_nonempty(rec.client_token);
-        let accessor = self.hash_nonempty(rec.accessor);
-        let hashes = Arc::new(TokenHashes {
-            auth: auth_member(&token, &accessor, rec),
-            token,
-            accessor,
-        });
-        if !key.is_empty() {
-            if let Ok(mut map) = self.token_hashes.write() {
-                if map.len() >= TOKEN_HASHES_CACHED {
-                    map.clear();
-                }
-                map.insert(key.to_string(), hashes.clone());
+        TOKEN_HASHES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if !cache.contains_key(&self.id) && cache.len() >= TOKEN_HASH_DEVICES {
+                cache.clear();
             }
-        }
-        hashes
+            let mine = cache.entry(self.id).or_default();
+            if let Some(found) = mine.get(key) {
+                return f(found);
+            }
+            if mine.len() >= TOKEN_HASHES_CACHED {
+                mine.clear();
+            }
+            f(mine.entry(key.to_string()).or_insert_with(build));
+        })
     }
 
     /// [`Device::hash`] into a stack buffer.
@@ -277,7 +296,11 @@ fn hash_with(key: &hmac::Key, value: &str, out: &mut [u8; HASHED_LEN]) {
 /// Append `value` as a JSON string: copied as is when nothing in it needs escaping (the
 /// common case), else through serde_json's escaper.
 fn push_json_str(out: &mut Vec<u8>, value: &str) {
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Without early exit, so the check is vectorised (the common answer is "no").
+    let needs_escape = value.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
@@ -397,12 +420,13 @@ pub struct AuditRecord<'a> {
 /// Append a request's `"auth":{..},"request":{..}` members for one device (shared by
 /// its request and response lines).
 fn push_section(out: &mut Vec<u8>, device: &Device, rec: &AuditRecord<'_>) {
-    let hashes = device.token_hashes(rec);
-    out.extend_from_slice(&hashes.auth);
-    out.extend_from_slice(b",\"request\":{\"client_token\":");
-    push_json_str(out, &hashes.token);
-    out.extend_from_slice(b",\"client_token_accessor\":");
-    push_json_str(out, &hashes.accessor);
+    device.with_token_hashes(rec, |hashes| {
+        out.extend_from_slice(&hashes.auth);
+        out.extend_from_slice(b",\"request\":{\"client_token\":");
+        push_json_str(out, &hashes.token);
+        out.extend_from_slice(b",\"client_token_accessor\":");
+        push_json_str(out, &hashes.accessor);
+    });
     out.extend_from_slice(b",\"data\":");
     if rec.data.is_empty() {
         out.extend_from_slice(b"null");
@@ -506,6 +530,10 @@ fn push_line_start(out: &mut Vec<u8>, kind: &str, section: &[u8]) {
 /// goes away without one).
 pub struct AuditedRequest {
     logged: Vec<Logged>,
+    /// The devices enabled when the request arrived, and the broker's generation then:
+    /// the response goes to the same set unless the table changed meanwhile.
+    devices: Option<Arc<Vec<Arc<Device>>>>,
+    generation: u64,
 }
 
 struct Logged {
@@ -532,6 +560,10 @@ impl Drop for AuditedRequest {
 #[derive(Default)]
 pub struct AuditBroker {
     devices: RwLock<Arc<Vec<Arc<Device>>>>,
+    /// Bumped after every change of `devices`: a response whose request saw the same
+    /// generation reuses that request's device set instead of taking the lock again
+    /// (the lock's counter is a cache line that every worker writes).
+    generation: AtomicU64,
 }
 
 impl AuditBroker {
@@ -566,6 +598,7 @@ impl AuditBroker {
             .devices
             .write()
             .map_err(|_| CoreError::Internal("audit lock poisoned".into()))? = Arc::new(devices);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -595,6 +628,7 @@ impl AuditBroker {
     /// still returned only once both lines are written, and a request whose lines cannot
     /// be written still fails.
     pub fn log_request(&self, rec: &AuditRecord<'_>) -> Result<Option<AuditedRequest>, CoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
         let devices = self.snapshot();
         if devices.is_empty() {
             return Ok(None);
@@ -604,9 +638,10 @@ impl AuditBroker {
         for device in devices.iter() {
             let mut section = Vec::with_capacity(512);
             push_section(&mut section, device, rec);
-            // Room for the response line too when it is to follow in the same write.
+            // Room for the response line too when it is to follow in the same write (see
+            // `RESPONSE_ROOM` in `log_response`).
             let room = if defer {
-                2 * section.len() + 1024
+                2 * section.len() + RESPONSE_ROOM + 256
             } else {
                 section.len() + 64
             };
@@ -619,7 +654,11 @@ impl AuditBroker {
                 unwritten: Some(line),
             });
         }
-        let mut audited = AuditedRequest { logged };
+        let mut audited = AuditedRequest {
+            logged,
+            devices: Some(devices),
+            generation,
+        };
         if !defer {
             fan_out(
                 audited
@@ -643,7 +682,12 @@ impl AuditBroker {
         mut audited: Option<AuditedRequest>,
         result: &Result<LogicalResponse, CoreError>,
     ) -> Result<(), CoreError> {
-        let devices = self.snapshot();
+        let same = audited.as_mut().and_then(|a| {
+            (a.generation == self.generation.load(Ordering::Acquire))
+                .then(|| a.devices.take())
+                .flatten()
+        });
+        let devices = same.unwrap_or_else(|| self.snapshot());
         if devices.is_empty() {
             return Ok(());
         }
@@ -663,7 +707,7 @@ impl AuditBroker {
                     (Vec::new(), Cow::Owned(fresh))
                 }
             };
-            line.reserve(section.len() + 1024);
+            line.reserve(section.len() + RESPONSE_ROOM);
             push_line_start(&mut line, "response", &section);
             line.extend_from_slice(b",\"response\":");
             match result {
@@ -679,6 +723,10 @@ impl AuditBroker {
         fan_out(lines, "response")
     }
 }
+
+/// Bytes reserved for a response line beyond its shared section (the time, the type and
+/// a small answer); a larger answer grows the buffer.
+const RESPONSE_ROOM: usize = 1024;
 
 /// Write each line (or lines) to its device; fine if at least one wrote.
 fn fan_out(
@@ -781,6 +829,77 @@ mod tests {
             data,
             remote_address: "127.0.0.1",
             mount_type: "kv",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_enabled_during_a_request_logs_its_response_with_its_own_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a_file, b_file) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        let a = Arc::new(device(a_file.to_str().unwrap()));
+        let b = Arc::new(
+            Device::open(AuditEntry {
+                path: "other/".into(),
+                salt: base64::engine::general_purpose::STANDARD.encode([9u8; 32]),
+                options: [(
+                    "file_path".to_string(),
+                    b_file.to_str().unwrap().to_string(),
+                )]
+                .into(),
+                ..a.entry.clone()
+            })
+            .unwrap(),
+        );
+        let broker = AuditBroker::default();
+        let set = |devices: Vec<Arc<Device>>| {
+            // What `reload` does.
+            *broker.devices.write().unwrap() = Arc::new(devices);
+            broker.generation.fetch_add(1, Ordering::AcqRel);
+        };
+        set(vec![a.clone()]);
+        let data = Map::new();
+        let policies = vec!["default".to_string()];
+        let rec = record(&data, &policies);
+        let audited = broker.log_request(&rec).unwrap();
+        set(vec![a.clone(), b.clone()]);
+        broker
+            .log_response(&rec, audited, &Ok(LogicalResponse::default()))
+            .unwrap();
+        // A second request: both devices, each token hash under its own salt (each
+        // device has its own entries in this thread's cache).
+        let audited = broker.log_request(&rec).unwrap();
+        broker
+            .log_response(&rec, audited, &Ok(LogicalResponse::default()))
+            .unwrap();
+
+        let read = |f: &std::path::Path| -> Vec<Value> {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let (a_lines, b_lines) = (read(&a_file), read(&b_file));
+        let types = |lines: &[Value]| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| l["type"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            types(&a_lines),
+            ["request", "response", "request", "response"]
+        );
+        assert_eq!(types(&b_lines), ["response", "request", "response"]);
+        assert_ne!(a.hash("hvs.secret-token"), b.hash("hvs.secret-token"));
+        for (d, lines) in [(&a, &a_lines), (&b, &b_lines)] {
+            for line in lines {
+                assert_eq!(line["auth"]["client_token"], d.hash("hvs.secret-token"));
+                assert_eq!(
+                    line["request"]["client_token_accessor"],
+                    d.hash("accessor-1")
+                );
+            }
         }
     }
 
