@@ -10,11 +10,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
+use coffer_storage::wal::PREZERO_CHUNK;
 
 use crate::admin::cpu_seconds;
-
-/// Zeros written ahead at a time (the WAL's chunk).
-const ZERO_CHUNK: u64 = 1024 * 1024;
 
 /// `rounds` of both modes, `syncs` writes of `bytes` each, in a file in `dir` (which
 /// must be on the disk to measure, not tmpfs).
@@ -36,7 +34,7 @@ fn one(dir: &Path, prezero: bool, bytes: usize, syncs: usize) -> Result<()> {
         .write(true)
         .open(&path)?;
     let record = vec![7u8; bytes];
-    let zeros = vec![0u8; ZERO_CHUNK as usize];
+    let zeros = vec![0u8; PREZERO_CHUNK as usize];
     let (mut end, mut zeroed) = (0u64, 0u64);
     let mut times = Vec::with_capacity(syncs);
     let me = std::process::id();
@@ -48,7 +46,7 @@ fn one(dir: &Path, prezero: bool, bytes: usize, syncs: usize) -> Result<()> {
         end += bytes as u64;
         if prezero && end > zeroed {
             file.write_all_at(&zeros, end)?;
-            zeroed = end + ZERO_CHUNK;
+            zeroed = end + PREZERO_CHUNK;
         }
         file.sync_data()?;
         times.push(t.elapsed().as_micros() as u64);

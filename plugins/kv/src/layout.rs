@@ -189,7 +189,7 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     match write_time(t, &mut buf) {
         Some(text) => text.to_string(),
         None => {
-            // Years outside 0000-9999 or a leap second: chrono's formatter, trimmed.
+            // Before 1970, after 9999 or a leap second: chrono's formatter, trimmed.
             let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
             match full.strip_suffix('Z').and_then(|s| s.split_once('.')) {
                 Some((head, frac)) => {
@@ -207,33 +207,13 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-const RFC3339_NANO_MAX: usize = 30;
+const RFC3339_NANO_MAX: usize = coffer_sdk::time::RFC3339_NANOS_LEN;
 
 /// [`format_time`] into `buf` without a formatter (it runs for every KV read and
-/// write); `None` for a year outside 0000-9999 or a leap second, which the caller
-/// formats with chrono.
+/// write); `None` for a time before 1970 or after 9999 or a leap second, which the
+/// caller formats with chrono.
 fn write_time<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; RFC3339_NANO_MAX]) -> Option<&'b str> {
-    use chrono::{Datelike, Timelike};
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-    let nanos = t.nanosecond();
-    if nanos >= 1_000_000_000 {
-        return None;
-    }
-    *buf = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, width: usize, value: u32| {
-        let mut v = value;
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    put(20, 9, nanos);
+    *buf = coffer_sdk::time::rfc3339_nanos(t.timestamp(), t.timestamp_subsec_nanos())?;
     // Drop trailing zeros of the fraction, and the dot with them when it is all zeros.
     let mut end = 29;
     while end > 20 && buf[end - 1] == b'0' {

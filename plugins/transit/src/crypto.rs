@@ -9,7 +9,6 @@ use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use coffer_sdk::SdkError;
-use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -23,9 +22,11 @@ pub const TAG_LEN: usize = 16;
 
 /// Fill `buf` from the system CSPRNG.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), SdkError> {
-    SystemRandom::new()
-        .fill(buf)
-        .map_err(|_| SdkError::Internal("the system random number generator failed".into()))
+    coffer_sdk::random::fill_secret(buf).map_err(random_failed)
+}
+
+fn random_failed(e: coffer_sdk::random::RandomError) -> SdkError {
+    SdkError::Internal(e.to_string())
 }
 
 /// Fill a nonce (public, must never repeat) from pooled system-CSPRNG output (see
@@ -33,8 +34,7 @@ pub fn fill_random(buf: &mut [u8]) -> Result<(), SdkError> {
 /// transit encrypt's CPU). Keys and other secrets use [`random_secret`], straight from the
 /// system RNG.
 pub fn fill_nonce(buf: &mut [u8]) -> Result<(), SdkError> {
-    coffer_sdk::random::fill_public(buf)
-        .map_err(|_| SdkError::Internal("the system random number generator failed".into()))
+    coffer_sdk::random::fill_public(buf).map_err(random_failed)
 }
 
 /// `n` random bytes, in a buffer wiped on drop.

@@ -26,7 +26,6 @@ use aes_gcm::Aes256Gcm;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -108,12 +107,10 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Generates a fresh random key from the OS CSPRNG (`ring::rand::SystemRandom`).
+/// Generates a fresh random key from the OS CSPRNG (`coffer_random::fill_secret`).
 pub fn generate_key() -> Result<Key, KeyringError> {
     let mut key = Key(Box::new([0u8; KEY_LEN]));
-    SystemRandom::new()
-        .fill(&mut key.0[..])
-        .map_err(|_| KeyringError::Random)?;
+    coffer_random::fill_secret(&mut key.0[..]).map_err(|_| KeyringError::Random)?;
     Ok(key)
 }
 

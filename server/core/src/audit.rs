@@ -232,10 +232,9 @@ impl Device {
         }
     }
 
-    /// Append the request's `"auth":{..}` member and its hashed token and accessor
-    /// (as `f` writes them) to `out`, from this thread's cache when the token was seen
-    /// before (keyed by the token's store hash: the same token always hashes the same
-    /// way under this device's salt).
+    /// Call `f` with the request's hashed token and accessor and its `auth` member,
+    /// from this thread's cache when the token was seen before (keyed by the token's
+    /// store hash: the same token always hashes the same way under this device's salt).
     fn with_token_hashes(&self, rec: &AuditRecord<'_>, f: impl FnOnce(&TokenHashes)) {
         let key = rec.token_hash;
         let build = || {
@@ -482,35 +481,17 @@ fn push_now(out: &mut Vec<u8>) {
 
 /// [`push_now`] for a given time since the epoch.
 fn push_time(out: &mut Vec<u8>, secs: u64, nanos: u32) {
-    // Days to a civil date (Howard Hinnant's `civil_from_days`, for days >= 0).
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    // `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: fixed positions.
-    let mut text = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, width: usize, value: u64| {
-        let mut v = value;
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, rem / 3600);
-    put(14, 2, rem % 3600 / 60);
-    put(17, 2, rem % 60);
-    put(20, 9, u64::from(nanos));
-    out.extend_from_slice(&text);
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    match coffer_sdk::time::rfc3339_nanos(secs, nanos) {
+        Some(text) => out.extend_from_slice(&text),
+        // After the year 9999: chrono's formatter.
+        None => out.extend_from_slice(
+            chrono::DateTime::from_timestamp(secs, nanos)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                .as_bytes(),
+        ),
+    }
 }
 
 /// Start a line in `out`: `{"time":"...","type":"<kind>",` followed by the shared
@@ -638,12 +619,12 @@ impl AuditBroker {
         for device in devices.iter() {
             let mut section = Vec::with_capacity(512);
             push_section(&mut section, device, rec);
-            // Room for the response line too when it is to follow in the same write (see
-            // `RESPONSE_ROOM` in `log_response`).
+            // Room for the response line too when it is to follow in the same write (what
+            // `log_response` reserves), so the buffer is not reallocated.
             let room = if defer {
-                2 * section.len() + RESPONSE_ROOM + 256
+                2 * (section.len() + LINE_FRAME) + RESPONSE_ROOM
             } else {
-                section.len() + 64
+                section.len() + LINE_FRAME
             };
             let mut line = Vec::with_capacity(room);
             push_line_start(&mut line, "request", &section);
@@ -707,7 +688,7 @@ impl AuditBroker {
                     (Vec::new(), Cow::Owned(fresh))
                 }
             };
-            line.reserve(section.len() + RESPONSE_ROOM);
+            line.reserve(section.len() + LINE_FRAME + RESPONSE_ROOM);
             push_line_start(&mut line, "response", &section);
             line.extend_from_slice(b",\"response\":");
             match result {
@@ -724,8 +705,12 @@ impl AuditBroker {
     }
 }
 
-/// Bytes reserved for a response line beyond its shared section (the time, the type and
-/// a small answer); a larger answer grows the buffer.
+/// Bytes of a line around its shared section: `{"time":"<30>","type":"response",` and
+/// the closing `}` and newline.
+const LINE_FRAME: usize = 64;
+
+/// Bytes reserved for a response line's answer (`,"response":{..}`); a larger answer
+/// grows the buffer.
 const RESPONSE_ROOM: usize = 1024;
 
 /// Write each line (or lines) to its device; fine if at least one wrote.

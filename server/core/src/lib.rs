@@ -405,9 +405,8 @@ fn spawn_periodic(core: std::sync::Weak<Core>, state: std::sync::Weak<Unsealed>)
 /// `n` random bytes from the system CSPRNG.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
-    let rng = ring::rand::SystemRandom::new();
     // The system RNG failing is unrecoverable and never happens on Linux.
-    ring::rand::SecureRandom::fill(&rng, &mut buf).expect("system RNG failed");
+    coffer_sdk::random::fill_secret(&mut buf).expect("system RNG failed");
     buf
 }
 

@@ -16,6 +16,7 @@ pub mod response;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time;
 pub mod tokenutil;
 
 /// Pooled random bytes for nonces and ids (see the `coffer-random` crate).

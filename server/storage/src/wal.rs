@@ -58,7 +58,7 @@ const MAX_RECORD: usize = 512 * 1024 * 1024;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// Zeros written ahead of the records of the active segment at a time (at most the
 /// segment size).
-const PREZERO_CHUNK: u64 = 1024 * 1024;
+pub const PREZERO_CHUNK: u64 = 1024 * 1024;
 
 const META_FILE: &str = "meta";
 const META_TMP: &str = "meta.tmp";
